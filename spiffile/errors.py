@@ -1,0 +1,147 @@
+"""The one exception hierarchy of spiffile.
+
+Everything a caller, an attacker or a broken file can cause raises a
+:class:`SpiffileError`.  Each class carries a stable ``code`` string (for logs,
+metrics and the conformance vectors) and a message that says what is wrong.
+Messages never contain key material or whole tokens: an error may be logged
+by code that should not see either.
+
+Programmer misuse (a wrong argument type) may still raise :class:`TypeError`,
+as in the standard library.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AlgorithmError",
+    "AudienceError",
+    "ClaimsError",
+    "ConfigurationError",
+    "ExpiredTokenError",
+    "HeaderError",
+    "InvalidBundleError",
+    "InvalidKeyError",
+    "InvalidSpiffeIdError",
+    "InvalidTokenError",
+    "LifetimeError",
+    "MalformedTokenError",
+    "NotYetValidError",
+    "ProvisionError",
+    "SignatureError",
+    "SpiffileError",
+    "TokenTooLargeError",
+    "UnknownIdentityError",
+]
+
+
+class SpiffileError(Exception):
+    """Base class of every error spiffile raises on bad input."""
+
+    code: str = "error"
+
+
+class InvalidSpiffeIdError(SpiffileError):
+    """A string is not a SPIFFE ID under the SPIFFE-ID standard's rules."""
+
+    code = "invalid_spiffe_id"
+
+
+class InvalidBundleError(SpiffileError):
+    """A bundle document cannot be used at all (not one malformed entry: those are skipped)."""
+
+    code = "invalid_bundle"
+
+
+class InvalidKeyError(SpiffileError):
+    """A private key file is not an unencrypted PKCS#8 PEM EC P-256 key."""
+
+    code = "invalid_key"
+
+
+class UnknownIdentityError(SpiffileError):
+    """A well-formed SPIFFE ID has no entry in the current bundle.
+
+    Kept distinct from :class:`InvalidTokenError` (profile, verification step 2):
+    "we do not know you" is an operational fact (a bundle not yet propagated, a
+    revoked service), not evidence of a forged token.
+    """
+
+    code = "unknown_identity"
+
+
+class InvalidTokenError(SpiffileError):
+    """A token was rejected.  Subclasses say why; ``code`` names the reason."""
+
+    code = "invalid_token"
+
+
+class MalformedTokenError(InvalidTokenError):
+    """Not a compact JWS of canonical base64url segments holding JSON objects."""
+
+    code = "malformed"
+
+
+class TokenTooLargeError(InvalidTokenError):
+    """Longer than the profile's size cap; rejected before any decoding."""
+
+    code = "too_large"
+
+
+class AlgorithmError(InvalidTokenError):
+    """The header names an algorithm other than ES256."""
+
+    code = "algorithm"
+
+
+class HeaderError(InvalidTokenError):
+    """A header member is missing, unknown or of the wrong value."""
+
+    code = "header"
+
+
+class SignatureError(InvalidTokenError):
+    """No key bound to the token's ``sub`` produced the signature."""
+
+    code = "signature"
+
+
+class AudienceError(InvalidTokenError):
+    """``aud`` is missing, not a single string, or not the expected audience."""
+
+    code = "audience"
+
+
+class ExpiredTokenError(InvalidTokenError):
+    """``exp`` lies in the past, beyond the leeway."""
+
+    code = "expired"
+
+
+class NotYetValidError(InvalidTokenError):
+    """``nbf`` or ``iat`` lies in the future, beyond the leeway."""
+
+    code = "not_yet_valid"
+
+
+class ClaimsError(InvalidTokenError):
+    """A claim is missing or has the wrong type (``sub``, ``exp``, ``iat``, ``nbf``)."""
+
+    code = "claims"
+
+
+class LifetimeError(InvalidTokenError):
+    """The token stays valid longer than the verifier's lifetime cap allows."""
+
+    code = "lifetime"
+
+
+class ConfigurationError(SpiffileError):
+    """The environment or arguments do not say where the identity files are."""
+
+    code = "configuration"
+
+
+class ProvisionError(SpiffileError):
+    """A provisioning operation on an identity root cannot be carried out."""
+
+    code = "provision"
