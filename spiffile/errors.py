@@ -145,3 +145,74 @@ class ProvisionError(SpiffileError):
     """A provisioning operation on an identity root cannot be carried out."""
 
     code = "provision"
+
+
+# Provisioning errors (spiffile.provision): each names one way a producer's
+# request cannot be carried out, so the CLI and scripts can tell them apart.
+
+
+class RootNotFoundError(ProvisionError):
+    """The path is not an identity root (no ``bundle.json``); run ``init`` first."""
+
+    code = "root_not_found"
+
+
+class TrustDomainMismatchError(ProvisionError):
+    """``init`` on an existing root named a different trust domain than its bundle's."""
+
+    code = "trust_domain_mismatch"
+
+
+class InvalidServiceNameError(ProvisionError):
+    """A service name is not a SPIFFE ID path, or would collide with the root's own files."""
+
+    code = "invalid_service_name"
+
+
+class ServiceNotFoundError(ProvisionError):
+    """The root holds no service of that name (no key file)."""
+
+    code = "service_not_found"
+
+
+class UnknownKeyError(ProvisionError):
+    """No key with that ``kid`` is bound to the service (or staged for it)."""
+
+    code = "unknown_key"
+
+
+class KeyInUseError(ProvisionError):
+    """Refused: the key is the service's current signing key (rotate first)."""
+
+    code = "key_in_use"
+
+
+class NoStagedRotationError(ProvisionError):
+    """``commit`` without a staged rotation: there is no ``key.next.pem`` to switch to."""
+
+    code = "no_staged_rotation"
+
+
+class LockTimeoutError(ProvisionError):
+    """Another producer held the root's lock for longer than the timeout."""
+
+    code = "lock_timeout"
+
+
+class ExportError(ProvisionError):
+    """The service's files cannot be exported in the requested format."""
+
+    code = "export"
+
+
+__all__ += [
+    "ExportError",
+    "InvalidServiceNameError",
+    "KeyInUseError",
+    "LockTimeoutError",
+    "NoStagedRotationError",
+    "RootNotFoundError",
+    "ServiceNotFoundError",
+    "TrustDomainMismatchError",
+    "UnknownKeyError",
+]
