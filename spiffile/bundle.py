@@ -1,0 +1,341 @@
+"""The trust bundle document: parse, validate, serialize, and look up bound keys.
+
+A bundle binds each SPIFFE ID to the public keys that may speak for it
+(profile: "Bundle document").  Parsing checks the document itself eagerly and
+each identity entry lazily, on its first lookup: a 100k-identity bundle then
+loads at the cost of ``json.loads`` and a verifier pays only for the entries
+it meets.  A validated entry (its ``SpiffeId`` and public key objects) is
+cached, so key objects are built once per bundle version, never per call.
+
+A malformed entry is skipped with one warning, as the other implementations
+do, so that one bad entry cannot take verification down for everyone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Final
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from spiffile.errors import InvalidBundleError, InvalidSpiffeIdError, UnknownIdentityError
+from spiffile.keys import jwk_thumbprint, public_key_from_jwk
+from spiffile.spiffe_id import SpiffeId, validate_trust_domain
+
+__all__ = [
+    "MAX_BUNDLE_BYTES",
+    "BoundKey",
+    "Bundle",
+    "lint_bundle",
+    "spiffe_jwt_bundle",
+]
+
+_log = logging.getLogger("spiffile")
+
+#: Bundles larger than this are refused before parsing.
+MAX_BUNDLE_BYTES: Final = 128 * 1024 * 1024
+SPIFFILE_VERSION: Final = 1
+#: The members a producer writes into each JWK (profile: bundle document).
+_JWK_MEMBERS: Final = ("kty", "crv", "x", "y", "kid", "use", "alg")
+
+
+class BoundKey:
+    """One public key bound to one identity.  ``public_key`` is built once."""
+
+    __slots__ = ("jwk", "kid", "public_key")
+
+    def __init__(self, kid: str, jwk: Mapping[str, Any], public_key: ec.EllipticCurvePublicKey):
+        """Use :meth:`Bundle.keys_for`; this is built by the bundle."""
+        self.kid = kid
+        self.jwk = jwk
+        self.public_key = public_key
+
+    def __repr__(self) -> str:
+        return f"BoundKey(kid={self.kid!r})"
+
+
+class _Entry:
+    """A validated identity entry: its parsed ID and bound keys."""
+
+    __slots__ = ("id", "keys")
+
+    def __init__(self, spiffe_id: SpiffeId, keys: tuple[BoundKey, ...]) -> None:
+        self.id = spiffe_id
+        self.keys = keys
+
+
+def _validate_jwk(jwk: object) -> BoundKey:
+    if not isinstance(jwk, dict):
+        raise InvalidBundleError("a key is not a JSON object")
+    kid = jwk.get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise InvalidBundleError("a key has no 'kid'")
+    if "use" in jwk and jwk["use"] != "jwt-svid":
+        raise InvalidBundleError(f"key {kid[:64]!r} has 'use' other than 'jwt-svid'")
+    if "alg" in jwk and jwk["alg"] != "ES256":
+        raise InvalidBundleError(f"key {kid[:64]!r} has 'alg' other than 'ES256'")
+    try:
+        public_key = public_key_from_jwk(jwk)
+    except InvalidBundleError as exc:
+        raise InvalidBundleError(f"key {kid[:64]!r}: {exc}") from None
+    return BoundKey(kid, jwk, public_key)
+
+
+def _validate_entry(text: str, raw: object, trust_domain: str) -> _Entry:
+    try:
+        spiffe_id = SpiffeId.parse(text)
+    except InvalidSpiffeIdError as exc:
+        raise InvalidBundleError(str(exc)) from None
+    if spiffe_id.trust_domain != trust_domain:
+        raise InvalidBundleError(f"{text[:200]} is not in trust domain {trust_domain}")
+    if not isinstance(raw, dict):
+        raise InvalidBundleError(f"{text[:200]}: entry is not a JSON object")
+    jwks = raw.get("keys")
+    if not isinstance(jwks, list) or not jwks:
+        raise InvalidBundleError(f"{text[:200]}: 'keys' must be a non-empty list")
+    keys = tuple(_validate_jwk(jwk) for jwk in jwks)
+    if len({key.kid for key in keys}) != len(keys):
+        raise InvalidBundleError(f"{text[:200]}: two keys share one 'kid'")
+    return _Entry(spiffe_id, keys)
+
+
+class Bundle:
+    """An immutable trust bundle.  Producers derive new bundles with the ``with_*`` methods."""
+
+    __slots__ = ("_extra", "_malformed", "_raw", "_sequence", "_trust_domain", "_valid")
+
+    def __init__(
+        self,
+        trust_domain: str,
+        identities: dict[str, Any],
+        *,
+        sequence: int | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Prefer :meth:`parse`, :meth:`from_document` or :meth:`empty`."""
+        self._trust_domain = trust_domain
+        self._raw = identities
+        self._sequence = sequence
+        self._extra = dict(extra or {})
+        self._valid: dict[str, _Entry] = {}
+        self._malformed: dict[str, str] = {}
+
+    # -- construction ------------------------------------------------------------
+
+    @classmethod
+    def empty(cls, trust_domain: str) -> Bundle:
+        """A bundle with no identities (what ``init_root`` writes)."""
+        return cls(validate_trust_domain(trust_domain), {})
+
+    @classmethod
+    def parse(cls, data: bytes | str) -> Bundle:
+        """Parse a bundle document, raising :class:`InvalidBundleError` if it is unusable."""
+        if isinstance(data, str):
+            data = data.encode("utf-8", "surrogatepass")
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError("bundle data must be bytes or str")
+        if len(data) > MAX_BUNDLE_BYTES:
+            raise InvalidBundleError(f"bundle is larger than {MAX_BUNDLE_BYTES} bytes")
+        try:
+            document = json.loads(bytes(data).decode("utf-8"))
+        except (ValueError, RecursionError) as exc:
+            raise InvalidBundleError(f"bundle is not valid UTF-8 JSON: {exc}") from None
+        return cls.from_document(document)
+
+    @classmethod
+    def from_document(cls, document: object) -> Bundle:
+        """Validate the top level of a decoded bundle document (entries are checked lazily)."""
+        if not isinstance(document, dict):
+            raise InvalidBundleError("bundle document must be a JSON object")
+        version = document.get("spiffile_version")
+        if type(version) is not int or version != SPIFFILE_VERSION:
+            raise InvalidBundleError(
+                f"unsupported spiffile_version {version!r}; this reader knows version 1"
+            )
+        trust_domain = document.get("trust_domain")
+        try:
+            validate_trust_domain(trust_domain)  # type: ignore[arg-type]
+        except InvalidSpiffeIdError as exc:
+            raise InvalidBundleError(f"bad trust_domain: {exc}") from None
+        identities = document.get("identities")
+        if not isinstance(identities, dict):
+            raise InvalidBundleError("'identities' must be a JSON object")
+        sequence = document.get("spiffe_sequence")
+        if sequence is not None and (type(sequence) is not int or sequence < 0):
+            raise InvalidBundleError("'spiffe_sequence' must be a non-negative integer")
+        extra = {
+            k: v
+            for k, v in document.items()
+            if k not in ("trust_domain", "spiffile_version", "identities", "spiffe_sequence")
+        }
+        return cls(trust_domain, identities, sequence=sequence, extra=extra)  # type: ignore[arg-type]
+
+    # -- reading -------------------------------------------------------------------
+
+    @property
+    def trust_domain(self) -> str:
+        """The trust domain every identity of this bundle belongs to."""
+        return self._trust_domain
+
+    @property
+    def sequence(self) -> int | None:
+        """The ``spiffe_sequence`` extension, or ``None`` when the producer did not write one."""
+        return self._sequence
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __contains__(self, spiffe_id: object) -> bool:
+        try:
+            self._entry(str(spiffe_id))
+        except UnknownIdentityError:
+            return False
+        return True
+
+    def __iter__(self) -> Iterator[SpiffeId]:
+        return iter(self.identities())
+
+    def keys_for(self, spiffe_id: str | SpiffeId) -> tuple[BoundKey, ...]:
+        """The keys bound to *spiffe_id*, or :class:`UnknownIdentityError`."""
+        return self._entry(str(spiffe_id)).keys
+
+    def _entry(self, text: str) -> _Entry:
+        entry = self._valid.get(text)
+        if entry is not None:
+            return entry
+        if text in self._malformed or text not in self._raw:
+            raise UnknownIdentityError(f"{text[:200]} is not in the bundle")
+        try:
+            entry = _validate_entry(text, self._raw[text], self._trust_domain)
+        except InvalidBundleError as exc:
+            self._malformed[text] = str(exc)
+            _log.warning("spiffile: skipping malformed bundle entry: %s", exc)
+            raise UnknownIdentityError(f"{text[:200]} has a malformed bundle entry") from None
+        self._valid[text] = entry
+        return entry
+
+    def identities(self) -> list[SpiffeId]:
+        """Every identity with a valid entry, sorted."""
+        found = []
+        for text in sorted(self._raw):
+            try:
+                found.append(self._entry(text).id)
+            except UnknownIdentityError:
+                continue
+        return found
+
+    @property
+    def warnings(self) -> list[str]:
+        """Why each malformed entry was skipped (validates every entry)."""
+        self.identities()
+        return [self._malformed[text] for text in sorted(self._malformed)]
+
+    # -- deriving (producers) ----------------------------------------------------
+
+    def _derive(self, identities: dict[str, Any], sequence: int | None) -> Bundle:
+        derived = Bundle(self._trust_domain, identities, sequence=sequence, extra=self._extra)
+        return derived
+
+    def with_keys(self, spiffe_id: str | SpiffeId, jwks: Sequence[Mapping[str, Any]]) -> Bundle:
+        """A copy of this bundle whose entry for *spiffe_id* holds exactly *jwks*."""
+        text = str(spiffe_id)
+        entry = {"keys": [dict(jwk) for jwk in jwks]}
+        _validate_entry(text, entry, self._trust_domain)
+        identities = dict(self._raw)
+        identities[text] = entry
+        return self._derive(identities, self._sequence)
+
+    def without_identity(self, spiffe_id: str | SpiffeId) -> Bundle:
+        """A copy of this bundle without *spiffe_id* (absent: unchanged copy)."""
+        identities = dict(self._raw)
+        identities.pop(str(spiffe_id), None)
+        return self._derive(identities, self._sequence)
+
+    def with_sequence(self, sequence: int) -> Bundle:
+        """A copy carrying ``spiffe_sequence`` = *sequence*."""
+        if type(sequence) is not int or sequence < 0:
+            raise ValueError("sequence must be a non-negative int")
+        return self._derive(dict(self._raw), sequence)
+
+    def jwks_for(self, spiffe_id: str | SpiffeId) -> list[dict[str, Any]]:
+        """Copies of the JWKs bound to *spiffe_id* (producers edit these)."""
+        return [dict(key.jwk) for key in self.keys_for(spiffe_id)]
+
+    def to_document(self) -> dict[str, Any]:
+        """The bundle as a JSON-ready dict; entries keep exactly what was read."""
+        document: dict[str, Any] = dict(self._extra)
+        document["trust_domain"] = self._trust_domain
+        document["spiffile_version"] = SPIFFILE_VERSION
+        if self._sequence is not None:
+            document["spiffe_sequence"] = self._sequence
+        document["identities"] = {text: self._raw[text] for text in sorted(self._raw)}
+        return document
+
+    def to_json(self) -> bytes:
+        """UTF-8 JSON, indented, identities sorted, with a trailing newline."""
+        return (json.dumps(self.to_document(), indent=2) + "\n").encode("utf-8")
+
+
+def spiffe_jwt_bundle(bundle: Bundle, spiffe_id: str | SpiffeId) -> dict[str, Any]:
+    """A standard SPIFFE JWT bundle (a JWK Set, SPIFFE Trust Domain and Bundle §4) for ONE identity.
+
+    Standard JWT-SVID verifiers (py-spiffe, go-spiffe) accept any key of the
+    set for any ``sub``.  Exporting only this identity's keys keeps the
+    profile's binding: a verifier configured with it accepts tokens from this
+    one identity.  A merged, domain-wide set would let any workload mint
+    tokens as any other.
+    """
+    keys = []
+    for key in bundle.keys_for(spiffe_id):
+        jwk = {name: key.jwk[name] for name in ("kty", "crv", "x", "y", "kid")}
+        jwk["use"] = "jwt-svid"
+        jwk["alg"] = "ES256"
+        keys.append(jwk)
+    return {"keys": keys}
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in seen:
+            raise ValueError(f"duplicate member {name[:120]!r}")
+        seen[name] = value
+    return seen
+
+
+def lint_bundle(data: bytes) -> list[str]:
+    """Every problem in a bundle document, strictly (``spiffile check``); ``[]`` when clean.
+
+    Stricter than a reader: besides what makes the document or an entry
+    unusable, it reports duplicate JSON members, JWKs missing ``use``/``alg``,
+    a ``kid`` that is not the RFC 7638 thumbprint, and one key bound to two
+    identities (a key must vouch for one identity only).
+    """
+    if len(data) > MAX_BUNDLE_BYTES:
+        return [f"bundle is larger than {MAX_BUNDLE_BYTES} bytes"]
+    try:
+        document = json.loads(data.decode("utf-8"), object_pairs_hook=_reject_duplicates)
+    except (ValueError, RecursionError) as exc:
+        return [f"not valid UTF-8 JSON: {exc}"]
+    try:
+        bundle = Bundle.from_document(document)
+    except InvalidBundleError as exc:
+        return [str(exc)]
+    problems = list(bundle.warnings)
+    owners: dict[str, str] = {}
+    for spiffe_id in bundle.identities():
+        for key in bundle.keys_for(spiffe_id):
+            missing = [m for m in _JWK_MEMBERS if m not in key.jwk]
+            if missing:
+                problems.append(f"{spiffe_id}: key {key.kid[:64]!r} lacks {', '.join(missing)}")
+            if key.kid != jwk_thumbprint(key.jwk):
+                problems.append(
+                    f"{spiffe_id}: key {key.kid[:64]!r} 'kid' is not its RFC 7638 thumbprint"
+                )
+            thumbprint = jwk_thumbprint(key.jwk)
+            other = owners.setdefault(thumbprint, str(spiffe_id))
+            if other != str(spiffe_id):
+                problems.append(f"one key is bound to both {other} and {spiffe_id}")
+    return problems

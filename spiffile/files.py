@@ -1,0 +1,294 @@
+"""Everything that touches the file system: atomic writes and hot-reloading file views.
+
+This is the only module that knows about inodes, mtimes, renames, permissions
+and watchfiles (ARCHITECTURE.md).  ``identity`` and ``provision`` go through it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, Generic, TypeVar
+
+from spiffile.errors import SpiffileError
+
+__all__ = [
+    "FileStatus",
+    "FileView",
+    "Watcher",
+    "atomic_write",
+    "fsync_directory",
+    "read_file",
+]
+
+T = TypeVar("T")
+_log = logging.getLogger("spiffile")
+
+#: A file signature: what changes when a file is replaced or rewritten.
+Signature = tuple[int, int, int, int, int]
+#: Cap on any file a view reads: far above a 100k-identity bundle (~28 MB).
+MAX_FILE_BYTES: Final = 128 * 1024 * 1024
+# Racy window (the "racy git" problem): a file rewritten in place with the same
+# size within one timestamp tick of our read keeps the same signature.  While a
+# file's newest timestamp is this close to the moment we read it, each ``get``
+# compares the content as well.  Coarse file systems (whole-second or
+# whole-millisecond timestamps) get a wider window.
+_RACY_NS: Final = 20_000_000
+_RACY_COARSE_NS: Final = 2_000_000_000
+
+
+def read_file(path: str | os.PathLike[str], *, limit: int = MAX_FILE_BYTES) -> bytes:
+    """Read a whole file, refusing one larger than *limit* (raises ``OSError``)."""
+    with open(path, "rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise OSError(f"{os.fspath(path)} is larger than {limit} bytes")
+    return data
+
+
+def fsync_directory(path: str | os.PathLike[str]) -> None:
+    """Make a rename or unlink in *path* durable (POSIX needs the directory synced)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644) -> None:
+    """Replace *path* with *data* so that readers see the old file or the new one, never a mix.
+
+    The temporary file lives in the same directory (rename is atomic only
+    within a file system), is created with ``O_EXCL`` and *mode* from its first
+    byte (so a private key is never readable by others, even for an instant),
+    is fsynced, renamed over *path*, and the directory is fsynced.  If the
+    umask strips bits of *mode*, ``fchmod`` on the still-private descriptor
+    restores exactly *mode*; it never widens access beyond *mode*.
+    """
+    target = Path(path)
+    directory = target.parent
+    tmp = directory / f".{target.name}.{os.getpid()}.{threading.get_ident()}.{time.time_ns()}.tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(tmp, flags, mode)
+    try:
+        try:
+            os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    fsync_directory(directory)
+
+
+def _signature(st: os.stat_result) -> Signature:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+@dataclass(frozen=True)
+class FileStatus:
+    """The health of one watched file, for ``Identity.status()``.
+
+    ``healthy`` is false while the file on disk is missing or does not parse
+    and the view serves its last good version; ``error`` then says why.
+    """
+
+    path: str
+    description: str
+    healthy: bool
+    error: str | None
+    loaded_at: float
+    reloads: int
+    failures: int
+
+
+class FileView(Generic[T]):
+    """A parsed view of one file that follows changes and survives bad ones.
+
+    ``get()`` costs one ``stat`` when nothing changed.  A change is any
+    difference in (device, inode, size, mtime_ns, ctime_ns): that catches a
+    replacement by rename (new inode), an in-place rewrite (size, mtime or
+    ctime) and a rewrite that restores the old mtime (ctime cannot be set).
+    When the changed file does not parse, fails *accept*, or vanishes, the view
+    keeps serving the last good value, logs one warning for that change and
+    reports it in :meth:`status`.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        parse: Callable[[bytes], T],
+        *,
+        description: str,
+        accept: Callable[[T, T], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """Load *path* now; raise the parse error (or ``OSError``) if it is not usable yet.
+
+        *accept(old, new)* may raise a :class:`SpiffileError` to refuse a new
+        version (for example a bundle rollback); it is treated like a parse
+        failure.
+        """
+        self._path = os.fspath(path)
+        self._parse = parse
+        self._accept = accept
+        self._clock = clock
+        self.description = description
+        self._lock = threading.Lock()
+        self._signature: Signature | None = None
+        self._racy_until_ns = 0
+        self._raw = b""
+        self._reloads = 0
+        self._failures = 0
+        self._error: str | None = None
+        self._failed_signature: Signature | None = None
+        self._loaded_at = 0.0
+        st = os.stat(self._path)
+        raw = read_file(self._path)
+        self._value: T = parse(raw)
+        self._install(raw, self._value, _signature(st))
+
+    @property
+    def path(self) -> str:
+        """The watched path."""
+        return self._path
+
+    def get(self) -> T:
+        """The current value: re-read only if the file changed, else the cached one."""
+        try:
+            signature: Signature | None = _signature(os.stat(self._path))
+        except OSError:
+            signature = None
+        if signature == self._signature:
+            racy_until = self._racy_until_ns
+            if not racy_until:
+                return self._value
+            if time.time_ns() >= racy_until:
+                self._racy_until_ns = 0
+                return self._value
+        return self._reload(signature)
+
+    def refresh(self) -> T:
+        """Re-read the file now, whatever its signature (used by :class:`Watcher`)."""
+        try:
+            signature: Signature | None = _signature(os.stat(self._path))
+        except OSError:
+            signature = None
+        return self._reload(signature)
+
+    def status(self) -> FileStatus:
+        """Whether the file on disk is what is being served."""
+        return FileStatus(
+            path=self._path,
+            description=self.description,
+            healthy=self._error is None,
+            error=self._error,
+            loaded_at=self._loaded_at,
+            reloads=self._reloads,
+            failures=self._failures,
+        )
+
+    def _install(self, raw: bytes, value: T, signature: Signature) -> None:
+        self._raw = raw
+        self._value = value
+        self._signature = signature
+        self._loaded_at = self._clock()
+        self._error = None
+        self._failed_signature = None
+        newest = max(signature[3], signature[4])
+        coarse = signature[3] % 1_000_000 == 0 and signature[4] % 1_000_000 == 0
+        window = _RACY_COARSE_NS if coarse else _RACY_NS
+        now_ns = time.time_ns()
+        self._racy_until_ns = newest + window if now_ns - newest < window else 0
+
+    def _reload(self, seen: Signature | None) -> T:
+        with self._lock:
+            try:
+                with open(self._path, "rb") as handle:
+                    signature = _signature(os.fstat(handle.fileno()))
+                    raw = handle.read(MAX_FILE_BYTES + 1)
+                if len(raw) > MAX_FILE_BYTES:
+                    raise OSError(f"larger than {MAX_FILE_BYTES} bytes")
+            except OSError as exc:
+                self._fail(seen, f"cannot read {self._path}: {exc.strerror or exc}")
+                return self._value
+            if signature == self._signature and raw == self._raw:
+                # Racy re-check found the same content: nothing changed.
+                self._install(raw, self._value, signature)
+                return self._value
+            try:
+                value = self._parse(raw)
+                if self._accept is not None:
+                    self._accept(self._value, value)
+            except SpiffileError as exc:
+                self._fail(signature, str(exc))
+                return self._value
+            self._install(raw, value, signature)
+            self._reloads += 1
+            _log.info("spiffile: reloaded %s %s", self.description, self._path)
+            return value
+
+    def _fail(self, signature: Signature | None, reason: str) -> None:
+        # Keep the last good value; warn once per distinct bad version.
+        if self._failed_signature == signature and self._error is not None:
+            return
+        self._failed_signature = signature
+        self._signature = signature
+        self._racy_until_ns = 0
+        self._error = reason
+        self._failures += 1
+        _log.warning(
+            "spiffile: keeping the last good %s: %s changed and is not usable: %s",
+            self.description,
+            self._path,
+            reason,
+        )
+
+
+class Watcher:
+    """Push reload: refresh file views as soon as watchfiles reports a change.
+
+    Views already notice changes on every ``get``; the watcher moves parsing
+    (and warnings) off the request path.  It watches the parent directories,
+    because an atomic replace swaps the file's inode.
+    """
+
+    def __init__(self, views: Iterable[FileView[object]], *, debounce_ms: int = 50) -> None:
+        """Start a daemon thread watching *views*; stop it with :meth:`close`."""
+        self._views = list(views)
+        self._stop = threading.Event()
+        self._debounce_ms = debounce_ms
+        self._thread = threading.Thread(target=self._run, name="spiffile-watcher", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import watchfiles  # Lazy: only push reload needs it.
+
+        directories = sorted({os.path.dirname(os.path.abspath(v.path)) for v in self._views})
+        for _changes in watchfiles.watch(
+            *directories,
+            stop_event=self._stop,
+            debounce=self._debounce_ms,
+            raise_interrupt=False,
+            yield_on_timeout=False,
+        ):
+            for view in self._views:
+                view.refresh()
+
+    def close(self) -> None:
+        """Stop watching and wait for the thread to end."""
+        self._stop.set()
+        self._thread.join(timeout=5)

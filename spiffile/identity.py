@@ -1,0 +1,296 @@
+"""``Identity``: what an application holds to prove who it is and to check who calls it.
+
+It composes a hot-reloading view of the key file, one of the bundle file, and
+the pure core (``svid``).  Tokens are minted with the current key, cached per
+audience while most of their lifetime remains, and verified against the
+current bundle.  A bad or missing file never turns a working identity into a
+failing one: the last good version keeps serving, and :meth:`Identity.status`
+says so.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from spiffile import svid
+from spiffile.bundle import Bundle
+from spiffile.errors import (
+    ConfigurationError,
+    InvalidBundleError,
+    InvalidSpiffeIdError,
+    SpiffileError,
+)
+from spiffile.files import FileStatus, FileView, Watcher, read_file
+from spiffile.keys import kid_for, load_private_key_pem
+from spiffile.spiffe_id import SpiffeId
+
+__all__ = [
+    "ENV_BUNDLE_FILE",
+    "ENV_DIR",
+    "ENV_ID_FILE",
+    "ENV_KEY_FILE",
+    "Identity",
+    "IdentityStatus",
+]
+
+ENV_DIR: Final = "SPIFFILE_DIR"
+ENV_ID_FILE: Final = "SPIFFILE_ID_FILE"
+ENV_KEY_FILE: Final = "SPIFFILE_KEY_FILE"
+ENV_BUNDLE_FILE: Final = "SPIFFILE_BUNDLE_FILE"
+#: File names inside ``SPIFFILE_DIR`` (profile: files and environment).
+DIR_NAMES: Final = {ENV_ID_FILE: "id", ENV_KEY_FILE: "key.pem", ENV_BUNDLE_FILE: "bundle.json"}
+#: A cached token is reused while more than this fraction of its lifetime remains.
+_REUSE_FRACTION: Final = 0.5
+_MAX_ID_FILE_BYTES: Final = 4096
+
+
+class _Default(enum.Enum):
+    """Marks "use the identity's configured value" where ``None`` has a meaning."""
+
+    VALUE = 0
+
+
+class _SigningKey:
+    __slots__ = ("kid", "private_key")
+
+    def __init__(self, private_key: ec.EllipticCurvePrivateKey) -> None:
+        self.private_key = private_key
+        self.kid = kid_for(private_key.public_key())
+
+
+def _parse_key(data: bytes) -> _SigningKey:
+    return _SigningKey(load_private_key_pem(data))
+
+
+def _refuse_rollback(current: Bundle, new: Bundle) -> None:
+    # Extension `spiffe_sequence`: never go back to an older document.
+    if current.sequence is not None and (new.sequence is None or new.sequence < current.sequence):
+        raise InvalidBundleError(
+            f"bundle rollback refused: spiffe_sequence {new.sequence} < {current.sequence}"
+        )
+    if new.trust_domain != current.trust_domain:
+        raise InvalidBundleError(
+            f"bundle trust domain changed from {current.trust_domain} to {new.trust_domain}"
+        )
+
+
+@dataclass(frozen=True)
+class IdentityStatus:
+    """Health of an identity: ``healthy`` is false while any file serves a last good version."""
+
+    id: SpiffeId
+    kid: str
+    healthy: bool
+    key: FileStatus
+    bundle: FileStatus
+    key_bound: bool
+    bundle_sequence: int | None
+
+
+class Identity:
+    """A workload's identity: its SPIFFE ID, its signing key and the trust bundle."""
+
+    def __init__(
+        self,
+        id_file: str | os.PathLike[str],
+        key_file: str | os.PathLike[str],
+        bundle_file: str | os.PathLike[str],
+        *,
+        leeway: float = svid.DEFAULT_LEEWAY,
+        max_lifetime: float | None = svid.DEFAULT_MAX_LIFETIME,
+        token_cache_size: int = 128,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """Load the three files; raise a :class:`SpiffileError` if any is unusable now."""
+        try:
+            raw_id = read_file(id_file, limit=_MAX_ID_FILE_BYTES)
+            self._id = SpiffeId.parse(raw_id.decode("utf-8").rstrip())
+        except UnicodeDecodeError as exc:
+            raise InvalidSpiffeIdError(f"identity file {os.fspath(id_file)} is not UTF-8") from exc
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read identity file: {exc}") from exc
+        self._id_text = str(self._id)
+        self._clock = clock
+        self._leeway = leeway
+        self._max_lifetime = max_lifetime
+        self._cache_size = token_cache_size
+        self._cache: OrderedDict[tuple[str, int], tuple[str, int, int, str]] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._watcher: Watcher | None = None
+        try:
+            self._key_view = FileView(key_file, _parse_key, description="key", clock=clock)
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read key file: {exc}") from exc
+        try:
+            self._bundle_view = FileView(
+                bundle_file,
+                Bundle.parse,
+                description="bundle",
+                accept=_refuse_rollback,
+                clock=clock,
+            )
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read bundle file: {exc}") from exc
+        bundle = self._bundle_view.get()
+        if bundle.trust_domain != self._id.trust_domain:
+            raise ConfigurationError(
+                f"identity {self._id} is not in the bundle's trust domain {bundle.trust_domain}"
+            )
+
+    # -- construction ------------------------------------------------------------
+
+    @classmethod
+    def from_files(
+        cls,
+        id_file: str | os.PathLike[str],
+        key_file: str | os.PathLike[str],
+        bundle_file: str | os.PathLike[str],
+        **options: Any,
+    ) -> Identity:
+        """The identity described by three explicit files."""
+        return cls(id_file, key_file, bundle_file, **options)
+
+    @classmethod
+    def from_dir(cls, path: str | os.PathLike[str], **options: Any) -> Identity:
+        """The identity in a directory holding ``id``, ``key.pem`` and ``bundle.json``."""
+        base = Path(path)
+        return cls(base / "id", base / "key.pem", base / "bundle.json", **options)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **options: Any) -> Identity:
+        """The identity the environment names.
+
+        ``SPIFFILE_ID_FILE``, ``SPIFFILE_KEY_FILE`` and ``SPIFFILE_BUNDLE_FILE``
+        each win over ``SPIFFILE_DIR`` for their own file.
+        """
+        environ = os.environ if env is None else env
+        directory = environ.get(ENV_DIR) or None
+        paths: dict[str, str] = {}
+        for variable, name in DIR_NAMES.items():
+            explicit = environ.get(variable)
+            if explicit:
+                paths[variable] = explicit
+            elif directory:
+                paths[variable] = os.path.join(directory, name)
+            else:
+                raise ConfigurationError(f"set {ENV_DIR} or {variable} to locate the identity")
+        return cls(paths[ENV_ID_FILE], paths[ENV_KEY_FILE], paths[ENV_BUNDLE_FILE], **options)
+
+    # -- the identity --------------------------------------------------------------
+
+    @property
+    def id(self) -> SpiffeId:
+        """This workload's SPIFFE ID."""
+        return self._id
+
+    @property
+    def kid(self) -> str:
+        """The ``kid`` of the key this workload signs with now."""
+        return self._key_view.get().kid
+
+    @property
+    def bundle(self) -> Bundle:
+        """The current trust bundle."""
+        return self._bundle_view.get()
+
+    def token(self, audience: str | SpiffeId, ttl: int = svid.DEFAULT_TTL) -> str:
+        """A JWT-SVID proving this identity to *audience* (the receiver's SPIFFE ID).
+
+        Served from a bounded per-audience cache while more than half of the
+        token's lifetime remains; a rotated key invalidates cached tokens.
+        """
+        audience_text = audience if isinstance(audience, str) else str(audience)
+        key = self._key_view.get()
+        now = self._clock()
+        cache_key = (audience_text, ttl)
+        cached = self._cache.get(cache_key)
+        if cached is not None:
+            token, issued, _expires, kid = cached
+            if kid == key.kid and issued <= now < issued + ttl * _REUSE_FRACTION:
+                return token
+        if type(ttl) is not int or ttl <= 0:
+            raise ValueError("ttl must be a positive integer number of seconds")
+        SpiffeId.parse(audience_text)  # A typo in the audience is an error, not a dud token.
+        token = svid.mint(key.private_key, key.kid, self._id_text, audience_text, now=now, ttl=ttl)
+        issued = int(now)
+        with self._cache_lock:
+            self._cache[cache_key] = (token, issued, issued + ttl, key.kid)
+            self._cache.move_to_end(cache_key)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return token
+
+    def verify(
+        self,
+        token: object,
+        audience: str | SpiffeId | None = None,
+        leeway: float | None = None,
+        *,
+        max_lifetime: float | _Default | None = _Default.VALUE,
+    ) -> svid.Caller:
+        """Verify an inbound token; *audience* defaults to this identity's ID.
+
+        *leeway* and *max_lifetime* default to the values the identity was
+        built with; ``max_lifetime=None`` lifts the lifetime cap.
+        """
+        lifetime = self._max_lifetime if max_lifetime is _Default.VALUE else max_lifetime
+        return svid.verify(
+            token,
+            self._bundle_view.get(),
+            audience=self._id_text if audience is None else audience,
+            now=self._clock(),
+            leeway=self._leeway if leeway is None else leeway,
+            max_lifetime=lifetime,
+        )
+
+    def status(self) -> IdentityStatus:
+        """Whether the key and bundle on disk are what is being served, and if the key is bound."""
+        key = self._key_view.get()
+        bundle = self._bundle_view.get()
+        key_status, bundle_status = self._key_view.status(), self._bundle_view.status()
+        try:
+            bound = any(k.kid == key.kid for k in bundle.keys_for(self._id))
+        except SpiffileError:
+            bound = False
+        return IdentityStatus(
+            id=self._id,
+            kid=key.kid,
+            healthy=key_status.healthy and bundle_status.healthy and bound,
+            key=key_status,
+            bundle=bundle_status,
+            key_bound=bound,
+            bundle_sequence=bundle.sequence,
+        )
+
+    # -- push reload -------------------------------------------------------------
+
+    def watch(self) -> Identity:
+        """Reload the files as soon as they change (watchfiles), off the request path."""
+        if self._watcher is None:
+            self._watcher = Watcher([self._key_view, self._bundle_view])  # type: ignore[list-item]
+        return self
+
+    def close(self) -> None:
+        """Stop the watcher started by :meth:`watch`."""
+        if self._watcher is not None:
+            self._watcher.close()
+            self._watcher = None
+
+    def __enter__(self) -> Identity:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Identity({self._id_text!r})"
