@@ -1,0 +1,254 @@
+"""Tests for spiffile/bundle.py: the bundle document."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+
+from spiffile import bundle as bundle_module
+from spiffile.bundle import Bundle, lint_bundle, spiffe_jwt_bundle
+from spiffile.errors import InvalidBundleError, UnknownIdentityError
+from spiffile.keys import generate_private_key, public_jwk
+
+ORDERS = "spiffe://example.org/orders"
+BILLING = "spiffe://example.org/billing"
+
+
+def _jwk() -> dict[str, str]:
+    return public_jwk(generate_private_key().public_key())
+
+
+def _document(**identities: Any) -> dict[str, Any]:
+    return {"trust_domain": "example.org", "spiffile_version": 1, "identities": identities}
+
+
+def _encode(document: dict[str, Any]) -> bytes:
+    return json.dumps(document).encode()
+
+
+@pytest.fixture
+def good() -> dict[str, Any]:
+    return {
+        "trust_domain": "example.org",
+        "spiffile_version": 1,
+        "identities": {ORDERS: {"keys": [_jwk()]}, BILLING: {"keys": [_jwk(), _jwk()]}},
+    }
+
+
+def test_parse_valid_bundle(good: dict[str, Any]) -> None:
+    bundle = Bundle.parse(_encode(good))
+    assert bundle.trust_domain == "example.org"
+    assert bundle.sequence is None
+    assert len(bundle) == 2
+    assert [str(i) for i in bundle.identities()] == [BILLING, ORDERS]
+    assert [k.kid for k in bundle.keys_for(ORDERS)] == [
+        good["identities"][ORDERS]["keys"][0]["kid"]
+    ]
+    assert len(bundle.keys_for(BILLING)) == 2
+    assert ORDERS in bundle and "spiffe://example.org/nobody" not in bundle
+    assert bundle.warnings == []
+
+
+def test_parse_accepts_str_and_ignores_unknown_top_level_members(good: dict[str, Any]) -> None:
+    good["future_extension"] = {"anything": [1, 2]}
+    bundle = Bundle.parse(json.dumps(good))
+    assert len(bundle.identities()) == 2
+    # Producers that rewrite the bundle keep members they do not know.
+    assert bundle.to_document()["future_extension"] == {"anything": [1, 2]}
+
+
+def test_key_objects_are_built_once_per_bundle_version(good: dict[str, Any]) -> None:
+    bundle = Bundle.parse(_encode(good))
+    first = bundle.keys_for(ORDERS)
+    again = bundle.keys_for(ORDERS)
+    assert first is again
+    assert first[0].public_key is again[0].public_key
+
+
+def test_unknown_identity_is_its_own_error(good: dict[str, Any]) -> None:
+    bundle = Bundle.parse(_encode(good))
+    with pytest.raises(UnknownIdentityError):
+        bundle.keys_for("spiffe://example.org/nobody")
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "empty"),
+        (b"not json", "garbage"),
+        (b"\xff\xfe{}", "not UTF-8"),
+        (b"[]", "array"),
+        (b'"x"', "string"),
+        (b"{}", "no members"),
+        (_encode({"trust_domain": "example.org", "spiffile_version": 2, "identities": {}}), "v2"),
+        (_encode({"trust_domain": "example.org", "spiffile_version": "1", "identities": {}}), "s"),
+        (_encode({"trust_domain": "example.org", "spiffile_version": True, "identities": {}}), "b"),
+        (_encode({"trust_domain": "example.org", "spiffile_version": 1.0, "identities": {}}), "f"),
+        (_encode({"trust_domain": "example.org", "identities": {}}), "no version"),
+        (_encode({"trust_domain": "Example.org", "spiffile_version": 1, "identities": {}}), "td"),
+        (_encode({"spiffile_version": 1, "identities": {}}), "no trust domain"),
+        (_encode({"trust_domain": 7, "spiffile_version": 1, "identities": {}}), "td type"),
+        (_encode({"trust_domain": "example.org", "spiffile_version": 1}), "no identities"),
+        (_encode({"trust_domain": "example.org", "spiffile_version": 1, "identities": []}), "list"),
+        (
+            _encode(
+                {
+                    "trust_domain": "example.org",
+                    "spiffile_version": 1,
+                    "identities": {},
+                    "spiffe_sequence": -1,
+                }
+            ),
+            "negative sequence",
+        ),
+        (
+            _encode(
+                {
+                    "trust_domain": "example.org",
+                    "spiffile_version": 1,
+                    "identities": {},
+                    "spiffe_sequence": True,
+                }
+            ),
+            "boolean sequence",
+        ),
+        (b"[" * 100_000, "deep nesting"),
+    ],
+)
+def test_unusable_documents_are_rejected(data: bytes, reason: str) -> None:
+    with pytest.raises(InvalidBundleError):
+        Bundle.parse(data)
+
+
+def test_oversize_bundle_is_rejected_before_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bundle_module, "MAX_BUNDLE_BYTES", 100)
+    with pytest.raises(InvalidBundleError, match="larger than"):
+        Bundle.parse(b" " * 101)
+
+
+def _bad_entries() -> list[tuple[str, Any]]:
+    jwk = _jwk()
+    with_d = dict(jwk, d="AAAA")
+    off_curve = dict(jwk, y=jwk["x"])
+    return [
+        ("not an object", ["keys"]),
+        ("no keys", {}),
+        ("keys not a list", {"keys": jwk}),
+        ("empty keys", {"keys": []}),
+        ("key not an object", {"keys": ["x"]}),
+        ("missing kid", {"keys": [{k: v for k, v in jwk.items() if k != "kid"}]}),
+        ("empty kid", {"keys": [dict(jwk, kid="")]}),
+        ("RSA", {"keys": [dict(jwk, kty="RSA")]}),
+        ("P-384", {"keys": [dict(jwk, crv="P-384")]}),
+        ("private key", {"keys": [with_d]}),
+        ("bad use", {"keys": [dict(jwk, use="sig")]}),
+        ("bad alg", {"keys": [dict(jwk, alg="RS256")]}),
+        ("padded x", {"keys": [dict(jwk, x=jwk["x"] + "=")]}),
+        ("short x", {"keys": [dict(jwk, x=jwk["x"][:-4])]}),
+        ("x not a string", {"keys": [dict(jwk, x=5)]}),
+        ("off curve", {"keys": [off_curve]}),
+        ("duplicate kid", {"keys": [jwk, dict(_jwk(), kid=jwk["kid"])]}),
+    ]
+
+
+@pytest.mark.parametrize(("reason", "entry"), _bad_entries(), ids=[r for r, _ in _bad_entries()])
+def test_malformed_entry_is_skipped_with_one_warning(
+    reason: str, entry: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    good_key = _jwk()
+    document = _document(**{ORDERS: {"keys": [good_key]}, BILLING: entry})
+    with caplog.at_level(logging.WARNING, logger="spiffile"):
+        bundle = Bundle.parse(_encode(document))
+        assert [str(i) for i in bundle.identities()] == [ORDERS]
+        with pytest.raises(UnknownIdentityError):
+            bundle.keys_for(BILLING)
+        with pytest.raises(UnknownIdentityError):
+            bundle.keys_for(BILLING)
+    assert bundle.keys_for(ORDERS)[0].kid == good_key["kid"]
+    assert len(bundle.warnings) == 1
+    assert sum("malformed" in r.getMessage() for r in caplog.records) == 1
+
+
+@pytest.mark.parametrize(
+    "bad_id",
+    [
+        "spiffe://other.org/orders",
+        "spiffe://example.org/",
+        "spiffe://Example.org/x",
+        "spiffe://example.org/a/../b",
+        "not an id",
+        "spiffe://example.org",
+    ],
+)
+def test_entry_with_bad_or_foreign_id_is_skipped(bad_id: str) -> None:
+    bundle = Bundle.parse(
+        _encode(_document(**{bad_id: {"keys": [_jwk()]}, ORDERS: {"keys": [_jwk()]}}))
+    )
+    if bad_id == "spiffe://example.org":
+        # The trust domain's own ID is a valid SPIFFE ID of the domain.
+        assert len(bundle.identities()) == 2
+        return
+    assert [str(i) for i in bundle.identities()] == [ORDERS]
+    assert len(bundle.warnings) == 1
+
+
+def test_producer_derivations_round_trip() -> None:
+    first, second = _jwk(), _jwk()
+    bundle = Bundle.empty("example.org").with_keys(ORDERS, [first]).with_sequence(4)
+    bundle = bundle.with_keys(BILLING, [second])
+    again = Bundle.parse(bundle.to_json())
+    assert again.sequence == 4
+    assert [k.kid for k in again.keys_for(ORDERS)] == [first["kid"]]
+    assert again.to_json() == bundle.to_json()
+    removed = again.without_identity(ORDERS)
+    assert [str(i) for i in removed.identities()] == [BILLING]
+    # Derivations never change the bundle they come from.
+    assert [str(i) for i in again.identities()] == [BILLING, ORDERS]
+
+
+def test_with_keys_validates_what_producers_add() -> None:
+    with pytest.raises(InvalidBundleError):
+        Bundle.empty("example.org").with_keys("spiffe://other.org/x", [_jwk()])
+    with pytest.raises(InvalidBundleError):
+        Bundle.empty("example.org").with_keys(ORDERS, [dict(_jwk(), d="secret")])
+    with pytest.raises(InvalidBundleError):
+        Bundle.empty("example.org").with_keys(ORDERS, [])
+
+
+def test_spiffe_jwt_bundle_holds_only_that_identity(good: dict[str, Any]) -> None:
+    bundle = Bundle.parse(_encode(good))
+    jwks = spiffe_jwt_bundle(bundle, BILLING)
+    assert [k["kid"] for k in jwks["keys"]] == [
+        k["kid"] for k in good["identities"][BILLING]["keys"]
+    ]
+    assert all(k["use"] == "jwt-svid" and "d" not in k for k in jwks["keys"])
+    with pytest.raises(UnknownIdentityError):
+        spiffe_jwt_bundle(bundle, "spiffe://example.org/nobody")
+
+
+def test_lint_clean_bundle(good: dict[str, Any]) -> None:
+    assert lint_bundle(_encode(good)) == []
+
+
+def test_lint_reports_every_problem(good: dict[str, Any]) -> None:
+    orders_key = good["identities"][ORDERS]["keys"][0]
+    good["identities"][BILLING]["keys"][0]["kid"] = "not-the-thumbprint"
+    del good["identities"][BILLING]["keys"][1]["use"]
+    good["identities"]["spiffe://example.org/copy"] = {"keys": [dict(orders_key)]}
+    good["identities"]["spiffe://other.org/x"] = {"keys": [_jwk()]}
+    problems = lint_bundle(_encode(good))
+    text = "\n".join(problems)
+    assert len(problems) == 4, problems
+    assert "not its RFC 7638 thumbprint" in text
+    assert "lacks use" in text
+    assert "bound to both" in text
+    assert "other.org" in text
+
+
+def test_lint_reports_duplicate_members_and_bad_json() -> None:
+    assert lint_bundle(b'{"trust_domain": "a", "trust_domain": "b"}') != []
+    assert lint_bundle(b"{") != []
+    assert lint_bundle(b'{"spiffile_version": 2}') != []
