@@ -1,0 +1,269 @@
+"""Tests for spiffile/files.py: atomic writes and hot-reloading file views.
+
+Every way a producer can change a file is exercised on real files: replacement
+by rename, same-size in-place rewrites within one millisecond, rewrites that
+restore the old mtime, corruption and deletion.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from spiffile.errors import InvalidBundleError, SpiffileError
+from spiffile.files import FileView, Watcher, atomic_write
+
+
+def _parse(data: bytes) -> str:
+    text = data.decode()
+    if not text.startswith("v"):
+        raise InvalidBundleError("does not start with v")
+    return text
+
+
+def _rewrite_in_place(path: Path, data: bytes) -> None:
+    # Same inode, no rename: the case a stat signature without ctime misses.
+    with open(path, "r+b") as handle:
+        handle.write(data)
+        handle.truncate()
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o022, 0o077, 0o277])
+def test_atomic_write_creates_exact_mode_whatever_the_umask(tmp_path: Path, umask: int) -> None:
+    old = os.umask(umask)
+    try:
+        atomic_write(tmp_path / "key.pem", b"secret", mode=0o600)
+        atomic_write(tmp_path / "bundle.json", b"{}", mode=0o644)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "key.pem").st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(tmp_path / "bundle.json").st_mode) == 0o644
+    assert (tmp_path / "key.pem").read_bytes() == b"secret"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle.json", "key.pem"]
+
+
+def test_atomic_write_replaces_and_leaves_no_temporary_files(tmp_path: Path) -> None:
+    target = tmp_path / "f"
+    target.write_bytes(b"old")
+    inode = os.stat(target).st_ino
+    atomic_write(target, b"new")
+    assert target.read_bytes() == b"new"
+    assert os.stat(target).st_ino != inode
+    assert [p.name for p in tmp_path.iterdir()] == ["f"]
+
+
+def test_atomic_write_failure_keeps_the_old_file(tmp_path: Path) -> None:
+    target = tmp_path / "f"
+    target.write_bytes(b"old")
+    with pytest.raises(TypeError):
+        atomic_write(target, "not bytes")  # type: ignore[arg-type]
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["f"]
+
+
+def test_view_loads_and_serves_from_cache(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"v1")
+    view = FileView(path, _parse, description="test")
+    assert view.get() == "v1"
+    assert view.status().healthy
+
+
+def test_view_refuses_an_unusable_file_at_start(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"broken")
+    with pytest.raises(InvalidBundleError):
+        FileView(path, _parse, description="test")
+    with pytest.raises(OSError):
+        FileView(tmp_path / "missing", _parse, description="test")
+
+
+def test_replacement_by_rename_is_noticed(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"v1")
+    view = FileView(path, _parse, description="test")
+    atomic_write(path, b"v2")
+    assert view.get() == "v2"
+
+
+def test_same_size_in_place_rewrite_within_one_millisecond_is_noticed(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"v1")
+    view = FileView(path, _parse, description="test")
+    started = time.monotonic()
+    for version in range(2, 10):
+        _rewrite_in_place(path, f"v{version}".encode())
+        assert view.get() == f"v{version}"
+    # The point of the test: several rewrites in a very short time, each seen.
+    assert time.monotonic() - started < 5
+
+
+def test_rewrite_with_preserved_mtime_is_noticed(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"v1")
+    old = os.stat(path)
+    view = FileView(path, _parse, description="test")
+    _rewrite_in_place(path, b"v2")
+    os.utime(path, ns=(old.st_atime_ns, old.st_mtime_ns))
+    after = os.stat(path)
+    assert (after.st_size, after.st_mtime_ns) == (old.st_size, old.st_mtime_ns)
+    assert view.get() == "v2"
+
+
+def test_old_file_rewritten_in_place_with_preserved_mtime_is_noticed(tmp_path: Path) -> None:
+    # The file is old (outside any racy window): only ctime can reveal the change.
+    path = tmp_path / "f"
+    path.write_bytes(b"v1")
+    long_ago = time.time_ns() - 3600 * 10**9
+    os.utime(path, ns=(long_ago, long_ago))
+    time.sleep(0.05)
+    view = FileView(path, _parse, description="test")
+    _rewrite_in_place(path, b"v2")
+    os.utime(path, ns=(long_ago, long_ago))
+    assert view.get() == "v2"
+
+
+def test_one_stat_per_call_when_nothing_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"v1")
+    long_ago = time.time_ns() - 3600 * 10**9
+    os.utime(path, ns=(long_ago, long_ago))
+    time.sleep(0.05)
+    view = FileView(path, _parse, description="test")
+    view.get()
+    calls: list[object] = []
+    real_stat = os.stat
+
+    def counting_stat(*args: object, **kwargs: object) -> os.stat_result:
+        calls.append(args)
+        return real_stat(*args, **kwargs)  # type: ignore[arg-type]
+
+    opened: list[object] = []
+    real_open = open
+
+    def counting_open(*args: object, **kwargs: object) -> object:
+        opened.append(args)
+        return real_open(*args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(os, "stat", counting_stat)
+    monkeypatch.setattr("builtins.open", counting_open)
+    for _ in range(10):
+        assert view.get() == "v1"
+    assert len(calls) == 10
+    assert opened == []
+
+
+def test_corrupt_file_keeps_last_good_and_warns_once_per_change(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"v1")
+    view = FileView(path, _parse, description="test")
+    with caplog.at_level(logging.WARNING, logger="spiffile"):
+        atomic_write(path, b"garbage")
+        for _ in range(5):
+            assert view.get() == "v1"
+        status = view.status()
+        assert not status.healthy
+        assert status.error is not None and "does not start with v" in status.error
+        atomic_write(path, b"more garbage")
+        for _ in range(5):
+            assert view.get() == "v1"
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2
+    atomic_write(path, b"v3")
+    assert view.get() == "v3"
+    assert view.status().healthy
+
+
+def test_deleted_file_keeps_last_good_until_it_returns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"v1")
+    view = FileView(path, _parse, description="test")
+    with caplog.at_level(logging.WARNING, logger="spiffile"):
+        path.unlink()
+        for _ in range(3):
+            assert view.get() == "v1"
+    assert not view.status().healthy
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+    atomic_write(path, b"v2")
+    assert view.get() == "v2"
+    assert view.status().healthy
+
+
+def test_accept_hook_refuses_a_version(tmp_path: Path) -> None:
+    def only_forward(old: str, new: str) -> None:
+        if new < old:
+            raise InvalidBundleError("rollback")
+
+    path = tmp_path / "f"
+    path.write_bytes(b"v5")
+    view = FileView(path, _parse, description="test", accept=only_forward)
+    atomic_write(path, b"v3")
+    assert view.get() == "v5"
+    assert not view.status().healthy
+    atomic_write(path, b"v6")
+    assert view.get() == "v6"
+
+
+def test_oversize_file_is_not_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from spiffile import files
+
+    path = tmp_path / "f"
+    path.write_bytes(b"v1")
+    view = FileView(path, _parse, description="test")
+    monkeypatch.setattr(files, "MAX_FILE_BYTES", 10)
+    atomic_write(path, b"v" + b"x" * 20)
+    assert view.get() == "v1"
+    assert not view.status().healthy
+
+
+def test_watcher_reloads_without_being_asked(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"v1")
+    view = FileView(path, _parse, description="test")
+    watcher = Watcher([view], debounce_ms=20)  # type: ignore[list-item]
+    try:
+        time.sleep(0.3)  # Let the watcher thread subscribe before the change.
+        atomic_write(path, b"v2")
+        deadline = time.monotonic() + 10
+        while view.status().reloads == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # status() does not read the file: only the watcher can have reloaded it.
+        assert view.status().reloads == 1
+    finally:
+        watcher.close()
+
+
+def test_parse_errors_are_spiffile_errors() -> None:
+    with pytest.raises(SpiffileError):
+        _parse(b"x")
+
+
+def test_racy_window_catches_rewrites_a_coarse_clock_cannot_see(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Simulate a file system whose timestamps do not move between two writes
+    # (a coarse clock tick): the signature stays identical, only content differs.
+    from spiffile import files
+
+    frozen = time.time_ns()
+
+    def coarse_signature(st: os.stat_result) -> tuple[int, int, int, int, int]:
+        return (st.st_dev, st.st_ino, st.st_size, frozen, frozen)
+
+    monkeypatch.setattr(files, "_signature", coarse_signature)
+    path = tmp_path / "f"
+    path.write_bytes(b"v1")
+    view = FileView(path, _parse, description="test")
+    _rewrite_in_place(path, b"v2")
+    assert view.get() == "v2"
