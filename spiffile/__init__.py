@@ -6,37 +6,70 @@ of everyone's public keys.  ``Identity.from_env()`` loads them;
 says who is calling.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-from spiffile.bundle import BoundKey, Bundle, spiffe_jwt_bundle
-from spiffile.errors import (
-    AlgorithmError,
-    AudienceError,
-    ClaimsError,
-    ConfigurationError,
-    ExpiredTokenError,
-    HeaderError,
-    InvalidBundleError,
-    InvalidKeyError,
-    InvalidSpiffeIdError,
-    InvalidTokenError,
-    LifetimeError,
-    MalformedTokenError,
-    NotYetValidError,
-    ProvisionError,
-    SignatureError,
-    SpiffileError,
-    TokenTooLargeError,
-    UnknownIdentityError,
-)
-from spiffile.identity import Identity, IdentityStatus
-from spiffile.spiffe_id import SpiffeId
-from spiffile.svid import Caller
+from importlib import import_module
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from spiffile.bundle import BoundKey, Bundle, spiffe_jwt_bundle
+    from spiffile.errors import (
+        AlgorithmError,
+        AudienceError,
+        ClaimsError,
+        ConfigurationError,
+        ExpiredTokenError,
+        HeaderError,
+        InvalidBundleError,
+        InvalidKeyError,
+        InvalidSpiffeIdError,
+        InvalidTokenError,
+        LifetimeError,
+        MalformedTokenError,
+        NotYetValidError,
+        ProvisionError,
+        SignatureError,
+        SpiffileError,
+        TokenTooLargeError,
+        UnknownIdentityError,
+    )
+    from spiffile.identity import Identity, IdentityStatus
+    from spiffile.spiffe_id import SpiffeId
+    from spiffile.svid import Caller
 
 try:
     __version__ = version("spiffile")
 except PackageNotFoundError:  # pragma: no cover - running from a bare source tree
     __version__ = "0+unknown"
+
+# Public names are imported on first use (PEP 562), so that `spiffile --help`
+# and `import spiffile.errors` do not pay for cryptography and PyJWT.
+_LOCATIONS = {
+    "BoundKey": "spiffile.bundle",
+    "Bundle": "spiffile.bundle",
+    "spiffe_jwt_bundle": "spiffile.bundle",
+    "Identity": "spiffile.identity",
+    "IdentityStatus": "spiffile.identity",
+    "SpiffeId": "spiffile.spiffe_id",
+    "Caller": "spiffile.svid",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LOCATIONS.get(name)
+    if module is None and name in __all__ and name.endswith("Error"):
+        module = "spiffile.errors"
+    if module is None:
+        raise AttributeError(f"module 'spiffile' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "AlgorithmError",
