@@ -177,7 +177,10 @@ class FileView(Generic[T]):
             if not racy_until:
                 return self._value
             if time.time_ns() >= racy_until:
+                # Past the window a same-signature rewrite is impossible: stop
+                # comparing content and drop the copy kept for it.
                 self._racy_until_ns = 0
+                self._raw = b""
                 return self._value
         return self._reload(signature)
 
@@ -202,7 +205,6 @@ class FileView(Generic[T]):
         )
 
     def _install(self, raw: bytes, value: T, signature: Signature) -> None:
-        self._raw = raw
         self._value = value
         self._signature = signature
         self._loaded_at = self._clock()
@@ -212,7 +214,11 @@ class FileView(Generic[T]):
         coarse = signature[3] % 1_000_000 == 0 and signature[4] % 1_000_000 == 0
         window = _RACY_COARSE_NS if coarse else _RACY_NS
         now_ns = time.time_ns()
-        self._racy_until_ns = newest + window if now_ns - newest < window else 0
+        racy = now_ns - newest < window
+        self._racy_until_ns = newest + window if racy else 0
+        # The raw bytes are only needed to compare content inside the racy
+        # window; keeping them longer would double a large bundle's memory.
+        self._raw = raw if racy else b""
 
     def _reload(self, seen: Signature | None) -> T:
         with self._lock:
@@ -225,7 +231,7 @@ class FileView(Generic[T]):
             except OSError as exc:
                 self._fail(seen, f"cannot read {self._path}: {exc.strerror or exc}")
                 return self._value
-            if signature == self._signature and raw == self._raw:
+            if signature == self._signature and self._raw and raw == self._raw:
                 # Racy re-check found the same content: nothing changed.
                 self._install(raw, self._value, signature)
                 return self._value
