@@ -32,7 +32,7 @@ from spiffile.errors import (
     TrustDomainMismatchError,
 )
 from spiffile.files import atomic_write, fsync_directory, read_file
-from spiffile.spiffe_id import SpiffeId, validate_trust_domain
+from spiffile.spiffe_id import MAX_ID_BYTES, SpiffeId, validate_trust_domain
 
 __all__ = [
     "BUNDLE_FILE",
@@ -72,6 +72,9 @@ PUBLIC_MODE: Final = 0o644
 _SERVICE_DIR_MODE: Final = 0o700
 _ROOT_DIR_MODE: Final = 0o755
 _MAX_SEGMENT_BYTES: Final = 255
+# The profile caps a SPIFFE ID at 2048 bytes: "spiffe://", a trust domain of at
+# least one byte and "/" leave this much for the name (checked exactly later).
+_MAX_NAME_BYTES: Final = MAX_ID_BYTES - len("spiffe://x/")
 _SEGMENT: Final = re.compile(r"[A-Za-z0-9._-]+")
 # A service directory holds these files; a nested service named like one of
 # them ("orders/id") would collide with its parent service's file.
@@ -249,6 +252,10 @@ def validate_service_name(name: str) -> str:
     shown = repr(name[:80])
     if not name:
         raise InvalidServiceNameError("the service name is empty")
+    if len(name) > _MAX_NAME_BYTES:
+        raise InvalidServiceNameError(
+            f"service name {shown}... is longer than {_MAX_NAME_BYTES} bytes"
+        )
     if name.startswith("/"):
         raise InvalidServiceNameError(f"service name {shown} must not start with '/'")
     for position, segment in enumerate(name.split("/")):

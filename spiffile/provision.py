@@ -226,9 +226,9 @@ def add_service(root: RootLike, name: str) -> ServiceInfo:
     with locked(root) as bundle:
         directory = ensure_service_dir(root, name)
         sweep_stale_temporaries(directory)
+        key = _load_key(directory / KEY_FILE)  # A corrupt key file stops us here.
         _write_id(directory, sid)
         step("add:id-written")
-        key = _load_key(directory / KEY_FILE)
         if key is None:
             key = generate_private_key()
             bundle = _bind(root, bundle, sid, key)
