@@ -16,7 +16,6 @@ the CLI's own business:
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -68,28 +67,43 @@ def _describe(exc: BaseException) -> str:
     return message or getattr(exc, "code", type(exc).__name__)
 
 
-class _WarningHandler(logging.Handler):
-    """Show the library's warnings (a skipped bundle entry, a bad reload) as `Warning:` lines."""
+def _show_library_warnings(ctx: click.Context) -> None:
+    """Print the library's warnings (a skipped bundle entry, a bad reload) as `Warning:` lines.
 
-    def emit(self, record: logging.LogRecord) -> None:
-        message = _one_line(record.getMessage()).removeprefix("spiffile: ")
-        click.echo(f"Warning: {message}", err=True)
+    Without a handler, Python's last-resort handler would print them raw.
+    ``logging`` is imported here, not at module level: `--help` stays cheap.
+    """
+    import logging
+
+    class Handler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            message = _one_line(record.getMessage()).removeprefix("spiffile: ")
+            click.echo(f"Warning: {message}", err=True)
+
+    logger = logging.getLogger("spiffile")
+    handler = Handler(logging.WARNING)
+    logger.addHandler(handler)
+    propagate = logger.propagate
+    logger.propagate = False
+
+    def restore() -> None:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+    ctx.call_on_close(restore)
 
 
 class _Group(click.Group):
     """A group that turns library and OS errors into one-line click errors."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        logger = logging.getLogger("spiffile")
-        handler = _WarningHandler(logging.WARNING)
-        logger.addHandler(handler)
-        ctx.call_on_close(lambda: logger.removeHandler(handler))
-        logger.propagate = False
-        ctx.call_on_close(lambda: setattr(logger, "propagate", True))
+        _show_library_warnings(ctx)
         try:
             return super().invoke(ctx)
         except SpiffileError as exc:
             raise click.ClickException(_describe(exc)) from exc
+        except BrokenPipeError:
+            raise  # `spiffile list | head`: click exits quietly on EPIPE.
         except OSError as exc:
             raise click.ClickException(_describe(exc)) from exc
 
@@ -449,6 +463,8 @@ def verify(token_text: str, audience: str | None, as_json: bool) -> None:
     Exits 1 with the reason on rejection.
     """
     if token_text == "-":
+        if sys.stdin.isatty():
+            raise click.UsageError("pass TOKEN, or pipe it to stdin")
         token_text = sys.stdin.read()
     token_text = token_text.strip()
     if token_text.lower().startswith("bearer "):
@@ -521,6 +537,8 @@ def check(bundle_file: Any, as_json: bool) -> None:
 
     name = getattr(bundle_file, "name", "-")
     name = name if isinstance(name, str) and name != "<stdin>" else "-"
+    import logging
+
     logger = logging.getLogger("spiffile")
     previous = logger.level
     logger.setLevel(logging.ERROR)  # The problems are the output: no duplicate warnings.

@@ -234,7 +234,10 @@ def run_demo(echo: Callable[[str], None] = print) -> None:
             pids = {name: s.process.pid for name, s in services.items()}
             for name, info in (("orders", orders), ("billing", billing)):
                 service = services[name]
-                echo(f"  {name:8} {info.id}  pid {service.process.pid}  {service.url}")
+                echo(
+                    f"  {name:8} {info.id!s:30} pid {service.process.pid:<7} {service.url}"
+                    "  (own process, own SPIFFILE_* env)"
+                )
 
             def orders_calls_billing() -> tuple[int, dict[str, Any]]:
                 query = urllib.parse.urlencode(

@@ -137,12 +137,16 @@ def test_shell_format_survives_eval_with_hostile_path(tmp_path: Path) -> None:
     ok(invoke("add", "--root", str(root), "orders"))
     exported = ok(invoke("env", "--root", str(root), "orders"))
     assert all(line.startswith("export SPIFFILE_") for line in exported.splitlines())
-    script = exported + 'printf "%s\\n" "$SPIFFILE_ID_FILE" "$SPIFFILE_KEY_FILE"\n'
-    shell = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True)
-    assert shell.stdout.splitlines() == [
-        str(root / "services" / "orders" / "id"),
-        str(root / "services" / "orders" / "key.pem"),
-    ]
+    script = exported + '"$PY" -m spiffile whoami --json\n'
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("SPIFFILE_")}
+    environment["PY"] = sys.executable
+    shell = subprocess.run(
+        ["sh", "-c", script], env=environment, capture_output=True, text=True, timeout=60
+    )
+    assert shell.returncode == 0, shell.stderr
+    status = json.loads(shell.stdout)
+    assert status["id"] == ORDERS and status["healthy"] is True
+    assert status["key_file"] == str(root / "services" / "orders" / "key.pem")
 
 
 def test_dotenv_format(root: Path) -> None:
