@@ -50,7 +50,16 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-_json = json.JSONDecoder(parse_constant=_reject_constant)
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Duplicate member names make a JSON object ambiguous (RFC 8259 §4): one
+    # parser may take the first value, another the last.  Refuse them.
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise ValueError("duplicate member name")
+    return obj
+
+
+_json = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_unique_members)
 
 
 def decode_segment(segment: str) -> bytes:
@@ -83,7 +92,7 @@ def split(token: str) -> tuple[str, str, str]:
 
 
 def parse_json_object(data: bytes, what: str) -> dict[str, Any]:
-    """Strict JSON object: UTF-8, no NaN/Infinity, no trailing data."""
+    """Strict JSON object: UTF-8, no NaN/Infinity, no duplicate members, no trailing data."""
     try:
         value = _json.decode(data.decode("utf-8"))
     except (ValueError, RecursionError) as exc:

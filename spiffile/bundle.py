@@ -283,9 +283,10 @@ def spiffe_jwt_bundle(bundle: Bundle, spiffe_id: str | SpiffeId) -> dict[str, An
 
     Standard JWT-SVID verifiers (py-spiffe, go-spiffe) accept any key of the
     set for any ``sub``.  Exporting only this identity's keys keeps the
-    profile's binding: a verifier configured with it accepts tokens from this
-    one identity.  A merged, domain-wide set would let any workload mint
-    tokens as any other.
+    profile's binding, provided the verifier also checks that the verified
+    ``sub`` equals *spiffe_id*: otherwise the holder of these keys could name
+    any subject.  A merged, domain-wide set would let any workload mint
+    tokens as any other (PROFILE.md §9).
     """
     keys = []
     for key in bundle.keys_for(spiffe_id):

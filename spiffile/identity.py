@@ -208,6 +208,7 @@ class Identity:
 
         Served from a bounded per-audience cache while more than half of the
         token's lifetime remains; a rotated key invalidates cached tokens.
+        A *ttl* above the identity's ``max_lifetime`` is refused.
         """
         audience_text = audience if isinstance(audience, str) else str(audience)
         key = self._key_view.get()
@@ -220,6 +221,13 @@ class Identity:
                 return token
         if type(ttl) is not int or ttl <= 0:
             raise ValueError("ttl must be a positive integer number of seconds")
+        if self._max_lifetime is not None and ttl > self._max_lifetime:
+            # Verifiers with the default cap would reject such a token; say so
+            # here rather than hand out a dud (PROFILE.md §5).
+            raise ValueError(
+                f"ttl {ttl} exceeds the lifetime cap of {self._max_lifetime:g} s; "
+                "build the Identity with a larger max_lifetime to mint longer tokens"
+            )
         SpiffeId.parse(audience_text)  # A typo in the audience is an error, not a dud token.
         token = svid.mint(key.private_key, key.kid, self._id_text, audience_text, now=now, ttl=ttl)
         issued = int(now)

@@ -101,8 +101,8 @@ def verify(
     """Verify a JWT-SVID against *bundle* at time *now*; return the :class:`Caller`.
 
     Raises :class:`InvalidTokenError` (a subclass naming the reason) or
-    :class:`UnknownIdentityError` when ``sub`` is a well-formed ID of the
-    bundle's trust domain that has no valid entry.
+    :class:`UnknownIdentityError` when ``sub`` is a well-formed SPIFFE ID
+    that has no valid entry in the bundle (another trust domain included).
     """
     # Step 0: cap and shape, before any decoding.
     if not isinstance(token, str):
@@ -138,9 +138,11 @@ def verify(
         except InvalidSpiffeIdError as exc:
             raise ClaimsError(f"claim 'sub' is not a SPIFFE ID: {exc}") from None
         if subject_id.trust_domain != bundle.trust_domain:
-            raise ClaimsError(
+            # Profile step 2: an ID the bundle does not hold is an unknown
+            # identity, whatever its trust domain (as the other implementations).
+            raise UnknownIdentityError(
                 f"claim 'sub' is in trust domain {subject_id.trust_domain!r}, "
-                f"not {bundle.trust_domain!r}"
+                f"not the bundle's {bundle.trust_domain!r}"
             ) from None
         raise
 

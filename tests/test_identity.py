@@ -285,8 +285,10 @@ def test_status_reports_a_key_missing_from_the_bundle(world: World) -> None:
 
 
 def test_lifetime_cap_is_configurable(world: World) -> None:
-    orders = world.identity("orders")
+    orders = world.identity("orders", max_lifetime=None)
     long_token = orders.token(BILLING, ttl=7200)
+    with pytest.raises(ValueError, match="lifetime cap"):
+        world.identity("orders").token(BILLING, ttl=7200)
     from spiffile import LifetimeError
 
     with pytest.raises(LifetimeError):
