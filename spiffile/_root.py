@@ -232,6 +232,7 @@ def _os_errors(root: Root) -> Iterator[None]:
 def locked(root: Root) -> Iterator[Bundle]:
     """The lock, OS-error translation and the current bundle, for one operation."""
     with _os_errors(root), root.lock():
+        sweep_stale_temporaries(root.path)
         yield root._read_bundle()
 
 
