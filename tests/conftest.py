@@ -1,0 +1,52 @@
+"""Shared fixtures: small and generic (keys, a bundle of example.org identities).
+
+Module-specific helpers live in their own test modules; token crafting for the
+hostile-input tests lives in ``tests/tokenforge.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from tokenforge import BILLING, LEDGER, MANY, ORDERS, Realm, make_realm
+
+from spiffile.bundle import Bundle
+from spiffile.keys import generate_private_key
+
+
+@pytest.fixture
+def make_p256_keys() -> Callable[[int], list[ec.EllipticCurvePrivateKey]]:
+    """A factory: ``make_p256_keys(n)`` returns *n* fresh P-256 private keys."""
+
+    def make(count: int) -> list[ec.EllipticCurvePrivateKey]:
+        return [generate_private_key() for _ in range(count)]
+
+    return make
+
+
+@pytest.fixture
+def make_example_realm() -> Callable[[Mapping[str, int]], Realm]:
+    """A factory: ``make_example_realm({spiffe_id: key_count})`` -> a fresh :class:`Realm`.
+
+    The realm's ``bundle`` binds that many fresh P-256 keys to each identity of
+    ``example.org``; its ``keys`` hold the private keys per identity.
+    """
+    return lambda layout: make_realm(layout)
+
+
+@pytest.fixture(scope="session")
+def example_realm() -> Realm:
+    """A shared, read-only realm in example.org.
+
+    orders: 1 key, billing: 1 key, ledger: 2 keys, many: 50 keys.  Do not
+    mutate its bundle's key objects; use :func:`make_example_realm` for that.
+    """
+    return make_realm({ORDERS: 1, BILLING: 1, LEDGER: 2, MANY: 50})
+
+
+@pytest.fixture(scope="session")
+def example_bundle(example_realm: Realm) -> Bundle:
+    """The bundle of :func:`example_realm`."""
+    return example_realm.bundle
