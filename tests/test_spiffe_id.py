@@ -1,0 +1,324 @@
+"""Tests for spiffile/spiffe_id.py: every SPIFFE-ID rule, the length limits, value semantics."""
+
+from __future__ import annotations
+
+import copy
+import json
+import pickle
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from spiffile.errors import InvalidSpiffeIdError, SpiffileError
+from spiffile.spiffe_id import (
+    MAX_ID_BYTES,
+    MAX_TRUST_DOMAIN_BYTES,
+    SpiffeId,
+    validate_trust_domain,
+)
+
+VECTORS = json.loads((Path(__file__).parent / "vectors" / "spiffe_ids.json").read_text("utf-8"))
+VALID: list[dict[str, str]] = VECTORS["valid"]
+INVALID: list[dict[str, str]] = VECTORS["invalid"]
+
+
+def _vector_id(vector: dict[str, str]) -> str:
+    return vector["id"].encode("unicode_escape").decode("ascii") or "<empty>"
+
+
+# -- vectors -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("vector", VALID, ids=[_vector_id(v) for v in VALID])
+def test_valid_id(vector: dict[str, str]) -> None:
+    parsed = SpiffeId.parse(vector["id"])
+    assert str(parsed) == vector["id"]
+    assert parsed.trust_domain == vector["trust_domain"]
+    assert parsed.path == vector["path"]
+    assert SpiffeId(vector["id"]) == parsed
+    assert SpiffeId.from_parts(vector["trust_domain"], vector["path"]) == parsed
+    assert parsed.member_of(vector["trust_domain"])
+
+
+@pytest.mark.parametrize("vector", INVALID, ids=[v["why"] + ":" + _vector_id(v) for v in INVALID])
+def test_invalid_id(vector: dict[str, str]) -> None:
+    with pytest.raises(InvalidSpiffeIdError):
+        SpiffeId.parse(vector["id"])
+
+
+@pytest.mark.parametrize("vector", INVALID, ids=[v["why"] + ":" + _vector_id(v) for v in INVALID])
+def test_invalid_id_message_is_bounded_and_single_line(vector: dict[str, str]) -> None:
+    """The message names the problem; it never dumps a huge input or breaks a log line."""
+    with pytest.raises(InvalidSpiffeIdError) as caught:
+        SpiffeId.parse(vector["id"])
+    message = str(caught.value)
+    assert message
+    assert "\n" not in message
+    assert len(message) < 400
+
+
+def test_profile_facts_examples_are_in_the_vectors() -> None:
+    """PROFILE-FACTS.md's own valid and invalid examples are all covered."""
+    valid = {v["id"] for v in VALID}
+    invalid = {v["id"] for v in INVALID}
+    assert {
+        "spiffe://example.org",
+        "spiffe://example.org/a/b/c.d_e-f",
+        "spiffe://ex-ample_2.org/UPPER.case",
+    } <= valid
+    assert {
+        "spiffe://Example.org/x",
+        "spiffe://example.org/",
+        "spiffe://example.org//x",
+        "spiffe://example.org/a/../b",
+        "spiffe://example.org/a b",
+        "spiffe://example.org/bad~path",
+        "http://example.org/x",
+        "spiffe://",
+    } <= invalid
+
+
+# -- length limits -----------------------------------------------------------------------------
+
+
+def _trust_domain(length: int) -> str:
+    """A valid trust domain of exactly *length* bytes."""
+    label = "a" * 62 + "."
+    name = (label * (length // len(label) + 1))[:length]
+    return name if not name.endswith(".") else name[:-1] + "b"
+
+
+def test_trust_domain_of_255_bytes_is_valid() -> None:
+    name = _trust_domain(MAX_TRUST_DOMAIN_BYTES)
+    assert len(name) == 255
+    parsed = SpiffeId.parse(f"spiffe://{name}/x")
+    assert parsed.trust_domain == name
+    assert validate_trust_domain(name) == name
+
+
+def test_trust_domain_of_256_bytes_is_rejected() -> None:
+    name = _trust_domain(MAX_TRUST_DOMAIN_BYTES + 1)
+    assert len(name) == 256
+    with pytest.raises(InvalidSpiffeIdError, match="255"):
+        SpiffeId.parse(f"spiffe://{name}/x")
+    with pytest.raises(InvalidSpiffeIdError, match="255"):
+        SpiffeId.parse(f"spiffe://{name}")
+    with pytest.raises(InvalidSpiffeIdError):
+        validate_trust_domain(name)
+
+
+def _id_of_length(length: int) -> str:
+    """A valid ID of exactly *length* bytes: ``spiffe://example.org/a/aaaa...``."""
+    prefix = "spiffe://example.org/a/"
+    return prefix + "a" * (length - len(prefix))
+
+
+@pytest.mark.parametrize("length", [MAX_ID_BYTES - 1, MAX_ID_BYTES])
+def test_id_up_to_2048_bytes_is_valid(length: int) -> None:
+    text = _id_of_length(length)
+    assert len(text.encode()) == length
+    assert str(SpiffeId.parse(text)) == text
+
+
+@pytest.mark.parametrize("length", [MAX_ID_BYTES + 1, MAX_ID_BYTES + 100, 1024 * 1024])
+def test_id_over_2048_bytes_is_rejected(length: int) -> None:
+    text = _id_of_length(length)
+    with pytest.raises(InvalidSpiffeIdError, match="2048"):
+        SpiffeId.parse(text)
+
+
+def test_id_of_2048_bytes_with_a_255_byte_trust_domain_is_valid() -> None:
+    name = _trust_domain(255)
+    prefix = f"spiffe://{name}"
+    text = prefix + "/" + "b" * (MAX_ID_BYTES - len(prefix) - 1)
+    assert len(text) == MAX_ID_BYTES
+    assert SpiffeId.parse(text).trust_domain == name
+
+
+def test_length_is_counted_in_bytes_not_characters() -> None:
+    """2048 characters, more bytes: rejected for length (the non-ASCII rule would too)."""
+    text = "spiffe://example.org/" + "\u00e9" * (MAX_ID_BYTES - 30)
+    assert len(text) < MAX_ID_BYTES < len(text.encode())
+    with pytest.raises(InvalidSpiffeIdError):
+        SpiffeId.parse(text)
+
+
+# -- non-string input --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [None, b"spiffe://example.org/x", 42, 4.2, ["spiffe://example.org/x"], {"id": "x"}, object()],
+    ids=["none", "bytes", "int", "float", "list", "dict", "object"],
+)
+def test_non_string_is_rejected(value: Any) -> None:
+    with pytest.raises(InvalidSpiffeIdError, match="string"):
+        SpiffeId.parse(value)
+
+
+@pytest.mark.parametrize("value", [None, b"example.org", 1, ["example.org"]])
+def test_validate_trust_domain_rejects_non_strings(value: Any) -> None:
+    with pytest.raises(InvalidSpiffeIdError):
+        validate_trust_domain(value)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        "Example.org",
+        "example.org/x",
+        "example.org:443",
+        "user@example.org",
+        "ex ample",
+        "\u00e9",
+    ],
+)
+def test_validate_trust_domain_rejects_invalid_names(name: str) -> None:
+    with pytest.raises(InvalidSpiffeIdError):
+        validate_trust_domain(name)
+
+
+def test_errors_are_spiffile_errors() -> None:
+    with pytest.raises(SpiffileError) as caught:
+        SpiffeId.parse("nope")
+    assert caught.value.code == "invalid_spiffe_id"
+
+
+# -- from_parts --------------------------------------------------------------------------------
+
+
+def test_from_parts() -> None:
+    assert str(SpiffeId.from_parts("example.org", "/a/b")) == "spiffe://example.org/a/b"
+    assert str(SpiffeId.from_parts("example.org")) == "spiffe://example.org"
+    assert SpiffeId.from_parts("example.org", "").path == ""
+
+
+@pytest.mark.parametrize(
+    ("trust_domain", "path"),
+    [
+        ("example.org", "a"),
+        ("example.org", "/a/"),
+        ("example.org", "//a"),
+        ("example.org", "/a/../b"),
+        ("Example.org", "/a"),
+        ("", "/a"),
+        ("example.org", "/a?b"),
+        ("example.org", "/a#b"),
+    ],
+)
+def test_from_parts_rejects_invalid_parts(trust_domain: str, path: str) -> None:
+    with pytest.raises(InvalidSpiffeIdError):
+        SpiffeId.from_parts(trust_domain, path)
+
+
+@pytest.mark.parametrize(
+    ("trust_domain", "path"),
+    [
+        ("example.org/admin", ""),
+        ("example.org/admin", "/x"),
+    ],
+    ids=["path_in_trust_domain", "path_in_trust_domain_and_path"],
+)
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: SpiffeId.from_parts does not validate the trust domain on its own; "
+    "from_parts('example.org/admin') returns spiffe://example.org/admin, whose "
+    "trust_domain is 'example.org' (spiffile/spiffe_id.py from_parts)",
+)
+def test_from_parts_rejects_a_trust_domain_holding_a_path(trust_domain: str, path: str) -> None:
+    with pytest.raises(InvalidSpiffeIdError):
+        SpiffeId.from_parts(trust_domain, path)
+
+
+@pytest.mark.parametrize(("trust_domain", "path"), [(1, "/a"), ("example.org", 1), (None, "")])
+def test_from_parts_type_errors(trust_domain: Any, path: Any) -> None:
+    with pytest.raises(TypeError):
+        SpiffeId.from_parts(trust_domain, path)
+
+
+# -- value semantics ---------------------------------------------------------------------------
+
+
+def test_equality_and_hashing() -> None:
+    a = SpiffeId("spiffe://example.org/a")
+    same = SpiffeId.parse("spiffe://example.org/a")
+    other = SpiffeId("spiffe://example.org/A")
+    assert a == same
+    assert hash(a) == hash(same)
+    assert a != other
+    assert len({a, same, other}) == 2
+    assert {a: 1}[same] == 1
+
+
+def test_not_equal_to_its_string() -> None:
+    """Comparing with a str is almost always a bug: it is never equal (no implicit coercion)."""
+    a = SpiffeId("spiffe://example.org/a")
+    assert a != "spiffe://example.org/a"
+    assert "spiffe://example.org/a" != a
+    assert a != None  # noqa: E711
+
+
+def test_str_and_repr() -> None:
+    a = SpiffeId("spiffe://example.org/a/b")
+    assert str(a) == "spiffe://example.org/a/b"
+    assert f"{a}" == "spiffe://example.org/a/b"
+    assert repr(a) == "SpiffeId('spiffe://example.org/a/b')"
+    assert a.trust_domain == "example.org"
+    assert a.path == "/a/b"
+    assert a.member_of("example.org")
+    assert not a.member_of("example.com")
+
+
+@pytest.mark.parametrize("name", ["trust_domain", "path", "_text", "_path", "_trust_domain", "new"])
+def test_immutable(name: str) -> None:
+    a = SpiffeId("spiffe://example.org/a")
+    with pytest.raises(AttributeError):
+        setattr(a, name, "spiffe://evil.org/x")
+    assert str(a) == "spiffe://example.org/a"
+    assert a.trust_domain == "example.org"
+
+
+@pytest.mark.parametrize("name", ["trust_domain", "path"])
+def test_public_attributes_cannot_be_deleted(name: str) -> None:
+    a = SpiffeId("spiffe://example.org/a")
+    with pytest.raises(AttributeError):
+        delattr(a, name)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG (low): SpiffeId overrides __setattr__ but not __delattr__, so "
+    "`del sid._text` succeeds and leaves a broken object (spiffile/spiffe_id.py)",
+)
+def test_private_slots_cannot_be_deleted() -> None:
+    a = SpiffeId("spiffe://example.org/a")
+    with pytest.raises(AttributeError):
+        del a._text
+    assert str(a) == "spiffe://example.org/a"
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_pickle_round_trip(protocol: int) -> None:
+    a = SpiffeId("spiffe://example.org/a/b")
+    restored = pickle.loads(pickle.dumps(a, protocol=protocol))
+    assert restored == a
+    assert type(restored) is SpiffeId
+    assert restored.trust_domain == "example.org"
+    assert restored.path == "/a/b"
+    assert hash(restored) == hash(a)
+
+
+def test_unpickling_revalidates() -> None:
+    """A tampered pickle cannot smuggle an invalid ID past the parser."""
+    data = pickle.dumps(SpiffeId("spiffe://example.org/aaaa"), protocol=2)
+    tampered = data.replace(b"spiffe://example.org/aaaa", b"spiffe://example.org/a/..")
+    with pytest.raises(InvalidSpiffeIdError):
+        pickle.loads(tampered)
+
+
+def test_copy_and_deepcopy() -> None:
+    a = SpiffeId("spiffe://example.org/a")
+    assert copy.copy(a) == a
+    assert copy.deepcopy(a) == a
