@@ -1,0 +1,264 @@
+"""Producer commands of the ``spiffile`` command line: maintain an identity root.
+
+Each command is one call into :mod:`spiffile.provision` (imported inside the
+command, so that ``spiffile --help`` does not load cryptography).  The root
+comes from ``--root`` or ``SPIFFILE_ROOT``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from ._cli_common import (
+    emit_json,
+    info_json,
+    json_option,
+    name_argument,
+    need_root,
+    opened_root,
+    root_option,
+)
+
+__all__ = ["COMMANDS"]
+
+
+@click.command()
+@root_option
+@click.option("--trust-domain", required=True, help="Trust domain, e.g. example.org.")
+@json_option
+def init(root: Path | None, trust_domain: str, as_json: bool) -> None:
+    """Create an identity root (idempotent for the same domain)."""
+    from .provision import init_root
+
+    created = init_root(need_root(root), trust_domain)
+    if as_json:
+        emit_json(
+            {
+                "root": str(created.path),
+                "trust_domain": created.trust_domain,
+                "bundle": str(created.bundle_path),
+            }
+        )
+    else:
+        click.echo(f"root {created.path} ready for trust domain {created.trust_domain}")
+
+
+@click.command()
+@root_option
+@click.argument("names", metavar="NAME...", nargs=-1, required=True)
+@json_option
+def add(root: Path | None, names: Sequence[str], as_json: bool) -> None:
+    """Add services (idempotent: an existing one keeps its key).
+
+    NAME may be nested (team/orders -> spiffe://TD/team/orders).
+    """
+    from .provision import add_service
+
+    opened = opened_root(root)
+    infos = [add_service(opened, name) for name in names]
+    if as_json:
+        emit_json([info_json(info) for info in infos])
+        return
+    for info in infos:
+        click.echo(f"{info.id}  kid {info.kid}")
+
+
+@click.command()
+@root_option
+@name_argument
+@click.option("--drop-old", is_flag=True, help="Remove the previous key from the bundle at once.")
+@click.option(
+    "--stage", is_flag=True, help="Phase 1: publish a new key, keep signing with the old."
+)
+@click.option("--commit", is_flag=True, help="Phase 2: switch the service to the staged key.")
+@json_option
+def rotate(
+    root: Path | None, name: str, drop_old: bool, stage: bool, commit: bool, as_json: bool
+) -> None:
+    """Give a service a new signing key.
+
+    By default the old public key stays in the bundle so tokens already
+    issued keep verifying; remove it later with `spiffile prune`.  When the
+    bundle reaches other hosts later than the key does, rotate in two phases:
+    --stage, wait until every verifier has the new bundle, --commit, prune.
+    """
+    from .provision import commit_rotation, rotate_service, service_info, stage_rotation
+
+    if sum((drop_old, stage, commit)) > 1:
+        raise click.UsageError("--drop-old, --stage and --commit are mutually exclusive")
+    opened = opened_root(root)
+    if stage:
+        kid = stage_rotation(opened, name)
+        message = f"staged kid {kid} for {name}; it signs after `spiffile rotate {name} --commit`"
+    elif commit:
+        kid = commit_rotation(opened, name)
+        message = f"{name} now signs with kid {kid}; retire old keys with `spiffile prune {name}`"
+    else:
+        kid = rotate_service(opened, name, keep_old=not drop_old)
+        message = f"{name} now signs with kid {kid}"
+        if not drop_old:
+            message += f"; old key kept until `spiffile prune {name}`"
+    if as_json:
+        emit_json(info_json(service_info(opened, name)))
+    else:
+        click.echo(message)
+
+
+@click.command()
+@root_option
+@name_argument
+@click.option("--kid", required=True, help="Key id to remove from the bundle.")
+def revoke(root: Path | None, name: str, kid: str) -> None:
+    """Revoke one key of a service by kid.
+
+    The current signing key cannot be revoked: rotate first.
+    """
+    from .provision import revoke_key
+
+    revoke_key(opened_root(root), name, kid)
+    click.echo(f"revoked kid {kid} of {name}")
+
+
+@click.command()
+@root_option
+@name_argument
+@json_option
+def prune(root: Path | None, name: str, as_json: bool) -> None:
+    """Drop a service's keys no longer in use from the bundle.
+
+    Every bound key except the current (and a staged) one is removed.
+    """
+    from .provision import prune_service
+
+    removed = prune_service(opened_root(root), name)
+    if as_json:
+        emit_json({"name": name, "removed_kids": list(removed)})
+    elif removed:
+        click.echo(f"removed from {name}: {', '.join(removed)}")
+    else:
+        click.echo(f"nothing to prune for {name}")
+
+
+@click.command()
+@root_option
+@name_argument
+def remove(root: Path | None, name: str) -> None:
+    """Remove a service: bundle entry (every key) and files."""
+    from .provision import remove_service
+
+    remove_service(opened_root(root), name)
+    click.echo(f"removed {name}")
+
+
+@click.command(name="list")
+@root_option
+@json_option
+def list_(root: Path | None, as_json: bool) -> None:
+    """List the services of a root."""
+    from .provision import list_services
+
+    infos = list_services(opened_root(root))
+    if as_json:
+        emit_json([info_json(info) for info in infos])
+        return
+    if not infos:
+        click.echo("no services")
+        return
+    rows = [("NAME", "SPIFFE ID", "KID", "KEYS", "STAGED")]
+    rows += [(i.name, str(i.id), i.kid, str(len(i.bound_kids)), i.staged_kid or "-") for i in infos]
+    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _dotenv_value(value: str) -> str:
+    """Quote only when needed, so the file also works with `docker --env-file` for plain paths."""
+    if value and all(c.isalnum() or c in "_./:@%+,=-" for c in value):
+        return value
+    if "'" not in value and "\n" not in value:
+        return f"'{value}'"
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def _shell_value(value: str) -> str:
+    return "'" + value.replace("'", "'\"'\"'") + "'"
+
+
+@click.command()
+@root_option
+@name_argument
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["shell", "dotenv", "json"]),
+    default="shell",
+    show_default=True,
+    help="shell: export lines for eval; dotenv: KEY=value lines; json: an object.",
+)
+def env(root: Path | None, name: str, fmt: str) -> None:
+    """Print the SPIFFILE_* environment of a service.
+
+    \b
+    eval "$(spiffile env orders)"
+    spiffile env orders --format dotenv > orders.env
+    """
+    from .provision import service_env
+
+    variables = service_env(opened_root(root), name)
+    if fmt == "json":
+        emit_json(variables)
+    elif fmt == "dotenv":
+        for key, value in variables.items():
+            click.echo(f"{key}={_dotenv_value(value)}")
+    else:
+        for key, value in variables.items():
+            click.echo(f"export {key}={_shell_value(value)}")
+
+
+@click.command()
+@root_option
+@name_argument
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["kubernetes"]),
+    default="kubernetes",
+    show_default=True,
+    help="Output format.",
+)
+@click.option("--namespace", help="Kubernetes namespace of the generated objects.")
+def export(root: Path | None, name: str, fmt: str, namespace: str | None) -> None:
+    """Export a service's identity (Kubernetes manifests).
+
+    kubernetes: a Secret (id and key), a ConfigMap (bundle) and the env vars
+    and volume mounts that wire them, ready for `kubectl apply -f -`.
+    """
+    from .provision import export_kubernetes
+
+    click.echo(export_kubernetes(opened_root(root), name, namespace=namespace), nl=False)
+
+
+@click.command(name="export-jwks")
+@root_option
+@name_argument
+def export_jwks(root: Path | None, name: str) -> None:
+    """Print a service's keys as a SPIFFE JWT bundle (JWK Set).
+
+    For verifiers that speak the SPIFFE bundle format rather than spiffile's
+    per-identity document.
+    """
+    from .bundle import Bundle, spiffe_jwt_bundle
+    from .files import read_file
+    from .provision import service_info
+
+    opened = opened_root(root)
+    info = service_info(opened, name)
+    document = Bundle.parse(read_file(opened.bundle_path))
+    emit_json(spiffe_jwt_bundle(document, info.id))
+
+
+COMMANDS = (init, add, rotate, revoke, prune, remove, list_, env, export, export_jwks)
