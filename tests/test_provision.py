@@ -646,6 +646,30 @@ def test_the_lock_is_reentrant_within_one_root_object(root: Root) -> None:
     assert info.bound
 
 
+def test_threads_with_their_own_root_objects_serialize(root: Root) -> None:
+    import threading
+
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            mine = open_root(root.path)  # its own lock file descriptor
+            for i in range(10):
+                add_service(mine, f"t{n}/s{i}")
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    bundle = read_bundle(root)
+    assert len(bundle.identities()) == 40 and bundle.sequence == 41
+    assert all(s.bound for s in list_services(root))
+
+
 def test_a_held_lock_times_out_with_a_clear_error(root: Root) -> None:
     holder = subprocess.Popen(
         [
