@@ -78,8 +78,9 @@ def key_vectors(f: Forge) -> dict[str, Any]:
     jwk_thumbprints = [
         {
             "id": "rfc7638-section-3.1",
-            "description": "RFC 7638's own example (an RSA key): proves the canonical form.",
-            "level": "v0",
+            "description": "RFC 7638's own example (an RSA key): proves the canonical form. "
+            "Profile v0 itself only needs EC P-256 thumbprints.",
+            "level": "spiffile",
             "input": {"jwk": RFC7638_JWK},
             "expected": {"ok": True, "kid": RFC7638_THUMBPRINT},
         }
@@ -266,7 +267,7 @@ def bundle_vectors(f: Forge) -> dict[str, Any]:
         ("version-null", changed(spiffile_version=None), "v0"),
         ("version-float", changed(spiffile_version=1.5), "v0"),
         ("trust-domain-missing", changed(trust_domain=_DROP), "v0"),
-        ("trust-domain-number", changed(trust_domain=7), "v0"),
+        ("trust-domain-number", changed(trust_domain=7), "spiffile"),
         ("trust-domain-uppercase", changed(trust_domain="Example.org"), "spiffile"),
         ("trust-domain-with-scheme", changed(trust_domain="spiffe://example.org"), "spiffile"),
         ("trust-domain-empty", changed(trust_domain=""), "spiffile"),

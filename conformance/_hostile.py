@@ -139,11 +139,13 @@ def _structure(c: _Cases) -> None:
         ("payload-trailing-data", body + b"[]"),
         ("payload-truncated-json", body[:-1]),
     ]:
+        # Strict JSON (RFC 8259: no NaN, no byte order mark) is a spiffile clarification.
         c.add(
             name,
             f"Payload bytes {data[:24]!r}..., signed.",
             f.token(None, data),
             reason="malformed",
+            level="spiffile" if name in ("payload-nan", "payload-utf8-bom") else "v0",
         )
     kid = f.kid("orders-1").encode("ascii")
     orders, billing = f.sid("orders").encode(), f.sid("billing").encode()
