@@ -170,18 +170,28 @@ def run(
         return os.path.abspath(path) in targets
 
     baseline = _content_hash(files)
-    child = subprocess.Popen(list(command), env=dict(env))
+    started: list[subprocess.Popen[bytes]] = []
+    pending: list[int] = []
 
     def forward(signum: int, _frame: FrameType | None) -> None:
-        if child.returncode is not None or _keyboard_reaches_child(signum):
+        if not started:
+            pending.append(signum)  # Delivered as soon as the child exists.
+            return
+        if started[0].returncode is not None or _keyboard_reaches_child(signum):
             return
         try:
-            os.kill(child.pid, signum)
+            os.kill(started[0].pid, signum)
         except ProcessLookupError:
             pass
 
+    # Handlers go in before the child starts: a signal in between must not be lost
+    # (or kill the supervisor and orphan the child).
     previous = {sig: signal.signal(sig, forward) for sig in FORWARDED_SIGNALS}
     try:
+        child = subprocess.Popen(list(command), env=dict(env))
+        started.append(child)
+        for signum in pending:
+            os.kill(child.pid, signum)
         last_sent = baseline
         changed_at: float | None = None
         first = True
@@ -218,7 +228,8 @@ def run(
                     _signal_child(child, reload_signal)
         return _exit_status(child.wait())
     finally:
-        if child.returncode is None:
+        if started and started[0].returncode is None:
+            child = started[0]
             # Only reached when the watcher itself failed: do not leave an orphan.
             child.terminate()
             child.wait()

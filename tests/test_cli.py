@@ -301,6 +301,15 @@ def test_root_is_required(tmp_path: Path) -> None:
     plain_file = tmp_path / "file"
     plain_file.write_text("x")
     assert_result_error(invoke("list", "--root", str(plain_file)), exit_code=2)
+    # An OSError from below the library (not a directory) is one line too.
+    under_file = invoke("init", "--root", str(plain_file / "sub"), "--trust-domain", TD)
+    assert "Not a directory" in assert_result_error(under_file)
+    assert_result_error(invoke("init", "--root", str(tmp_path / "r"), "--trust-domain", "A.b"))
+    assert_result_error(invoke("init", "--root", str(tmp_path / "r")), exit_code=2)
+
+
+def test_version() -> None:
+    assert ok(invoke("--version")).startswith("spiffile, version ")
 
 
 def test_unknown_service_errors(root: Path) -> None:

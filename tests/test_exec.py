@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pty
+import select
 import signal
 import subprocess
 import sys
@@ -35,6 +38,23 @@ with open(ready + ".tmp", "w") as f:
 os.rename(ready + ".tmp", ready)
 while True:
     time.sleep(0.02)
+"""
+
+# Records every SIGINT and lingers after the first, so that a duplicate shows up.
+COUNTING_CHILD = r"""
+import signal, sys, time
+log, ready = sys.argv[1], sys.argv[2]
+seen = []
+def record(signum, frame):
+    seen.append(signum)
+    with open(log, "a") as f:
+        f.write("INT\n")
+signal.signal(signal.SIGINT, record)
+open(ready, "w").close()
+while not seen:
+    time.sleep(0.01)
+time.sleep(0.5)
+sys.exit(3)
 """
 
 
@@ -187,3 +207,50 @@ def test_exec_errors_are_one_line(tmp_path: Path, root: Path) -> None:
     assert "NAME" in error(spiffile("exec", "--root", str(root), "--", "true"), 2)
     assert "signal" in error(spiffile("exec", "--signal", "NOPE", "--", "true"), 1)
     assert error(spiffile("exec", "--root", str(root), "ghost", "--", "true"), 1)
+
+
+def test_keyboard_interrupt_reaches_the_child_once(tmp_path: Path, root: Path) -> None:
+    """Ctrl-C at a terminal signals the whole foreground group: exec must not add a second one."""
+    script = tmp_path / "child.py"
+    script.write_text(COUNTING_CHILD)
+    log, ready = tmp_path / "signals.log", tmp_path / "ready.json"
+    argv = [sys.executable, "-m", "spiffile", "exec", "--root", str(root), "orders", "--"]
+    argv += [sys.executable, str(script), str(log), str(ready)]
+    environment = clean_env()
+    pid, master = pty.fork()
+    if pid == 0:  # pragma: no cover - the child replaces itself at once
+        os.execve(sys.executable, argv, environment)
+    try:
+
+        def drain() -> None:
+            while select.select([master], [], [], 0)[0]:
+                try:
+                    if not os.read(master, 4096):
+                        return
+                except OSError:
+                    return
+
+        def ready_or_gone() -> bool:
+            drain()
+            return ready.exists() or os.waitpid(pid, os.WNOHANG) != (0, 0)
+
+        wait_for(ready_or_gone, "child start under a terminal")
+        os.write(master, b"\x03")  # The terminal's interrupt character (ISIG).
+        result: list[int] = []
+
+        def exited() -> bool:
+            drain()
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                result.append(os.waitstatus_to_exitcode(status))
+            return bool(done)
+
+        wait_for(exited, "exec to exit after Ctrl-C")
+        assert result == [3]
+        assert lines(log) == ["INT"]
+    finally:
+        with contextlib.suppress(ChildProcessError, ProcessLookupError):
+            if os.waitpid(pid, os.WNOHANG) == (0, 0):
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+        os.close(master)
