@@ -219,7 +219,7 @@ def _expect(
 
 def run_demo(echo: Callable[[str], None] = print) -> None:
     """Run the demo, printing each step; raise :class:`DemoFailedError` on a surprise."""
-    from .keys import load_private_key_pem
+    from .keys import generate_private_key, load_private_key_pem
     from .provision import add_service, init_root, load_identity, rotate_service
     from .svid import mint
 
@@ -255,8 +255,6 @@ def run_demo(echo: Callable[[str], None] = print) -> None:
                 raise DemoFailedError(f"billing saw the wrong caller: {body}")
 
             echo("\n2. an attacker forges a token claiming to be orders (signed with its own key)")
-            from .keys import generate_private_key
-
             forged = mint(
                 generate_private_key(), orders.kid, orders.id, billing.id, now=time.time()
             )
@@ -272,7 +270,7 @@ def run_demo(echo: Callable[[str], None] = print) -> None:
                 echo, *_http_get(services["billing"].url, replayed), accept=False, code="audience"
             )
 
-            echo("\n4. rotate orders' key (old key dropped), no restart")
+            echo("\n4. the operator rotates orders' key (old key dropped); nothing restarts")
             old_key = load_private_key_pem((orders.directory / "key.pem").read_bytes())
             new_kid = rotate_service(root, "orders", keep_old=False)
             echo(f"   orders: kid {orders.kid} -> {new_kid}")
