@@ -58,6 +58,7 @@ class SpiffeId:
         """Build ``spiffe://<trust_domain><path>``; *path* is ``""`` or starts with ``/``."""
         if not isinstance(trust_domain, str) or not isinstance(path, str):
             raise TypeError("trust_domain and path must be str")
+        validate_trust_domain(trust_domain)  # Else "example.org/admin" would smuggle a path.
         if path and not path.startswith("/"):
             raise InvalidSpiffeIdError(f"path must start with '/': {path[:80]!r}")
         return cls(SCHEME + trust_domain + path)
@@ -91,6 +92,9 @@ class SpiffeId:
         return hash(self._text)
 
     def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("SpiffeId is immutable")
+
+    def __delattr__(self, name: str) -> None:
         raise AttributeError("SpiffeId is immutable")
 
     def __reduce__(self) -> tuple[type[SpiffeId], tuple[str]]:

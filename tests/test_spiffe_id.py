@@ -221,12 +221,6 @@ def test_from_parts_rejects_invalid_parts(trust_domain: str, path: str) -> None:
     ],
     ids=["path_in_trust_domain", "path_in_trust_domain_and_path"],
 )
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: SpiffeId.from_parts does not validate the trust domain on its own; "
-    "from_parts('example.org/admin') returns spiffe://example.org/admin, whose "
-    "trust_domain is 'example.org' (spiffile/spiffe_id.py from_parts)",
-)
 def test_from_parts_rejects_a_trust_domain_holding_a_path(trust_domain: str, path: str) -> None:
     with pytest.raises(InvalidSpiffeIdError):
         SpiffeId.from_parts(trust_domain, path)
@@ -287,11 +281,6 @@ def test_public_attributes_cannot_be_deleted(name: str) -> None:
         delattr(a, name)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (low): SpiffeId overrides __setattr__ but not __delattr__, so "
-    "`del sid._text` succeeds and leaves a broken object (spiffile/spiffe_id.py)",
-)
 def test_private_slots_cannot_be_deleted() -> None:
     a = SpiffeId("spiffe://example.org/a")
     with pytest.raises(AttributeError):
