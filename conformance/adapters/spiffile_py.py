@@ -58,6 +58,7 @@ def _info(request: Mapping[str, Any]) -> dict[str, Any]:
         "ok": True,
         "name": "spiffile-python",
         "version": spiffile.__version__,
+        "module": spiffile.__file__,
         "verbs": sorted(handlers),
         "batch": True,
     }

@@ -127,6 +127,7 @@ def _info(request: Mapping[str, Any]) -> dict[str, Any]:
         "ok": True,
         "name": "spiffile-0.1.0",
         "version": spiffile.__version__,
+        "module": spiffile.__file__,
         "verbs": sorted(handlers),
         "batch": True,
     }
