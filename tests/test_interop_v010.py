@@ -101,7 +101,11 @@ def test_its_kids_equal_ours_for_fresh_keys(matrix: list[Result]) -> None:
 
 
 def test_its_kids_equal_ours_for_the_pinned_keys(peer_results: dict[str, Result]) -> None:
-    pinned = [r for key, r in peer_results.items() if key.startswith("keys/key-") and "rejected" not in key]
+    pinned = [
+        r
+        for key, r in peer_results.items()
+        if key.startswith("keys/key-") and "rejected" not in key
+    ]
     assert len(pinned) >= 8
     _assert_pass(pinned)
 
@@ -141,7 +145,9 @@ def test_it_accepts_every_valid_vector(peer_results: dict[str, Result]) -> None:
 
 def test_it_accepts_no_hostile_v0_token(peer_results: dict[str, Result]) -> None:
     hostile = [
-        r for key, r in peer_results.items() if key.startswith("tokens-invalid/") and r.level == "v0"
+        r
+        for key, r in peer_results.items()
+        if key.startswith("tokens-invalid/") and r.level == "v0"
     ]
     accepted = [r for r in hostile if r.status == "fail" and r.detail.startswith("accepted")]
     assert not accepted, summarize(accepted)
