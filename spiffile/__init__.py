@@ -38,11 +38,6 @@ if TYPE_CHECKING:
     from spiffile.spiffe_id import SpiffeId
     from spiffile.svid import Caller
 
-try:
-    __version__ = version("spiffile")
-except PackageNotFoundError:  # pragma: no cover - running from a bare source tree
-    __version__ = "0+unknown"
-
 # Public names are imported on first use (PEP 562), so that `spiffile --help`
 # and `import spiffile.errors` do not pay for cryptography and PyJWT.
 _LOCATIONS = {
@@ -57,6 +52,14 @@ _LOCATIONS = {
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        # importlib.metadata costs ~20 ms of CLI start-up: look it up on demand.
+        try:
+            found = version("spiffile")
+        except PackageNotFoundError:  # pragma: no cover - a bare source tree
+            found = "0+unknown"
+        globals()["__version__"] = found
+        return found
     module = _LOCATIONS.get(name)
     if module is None and name in __all__ and name.endswith("Error"):
         module = "spiffile.errors"

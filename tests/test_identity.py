@@ -7,6 +7,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -56,7 +57,7 @@ class World:
     def files(self, name: str) -> tuple[Path, Path, Path]:
         return self.root / name / "id", self.root / name / "key.pem", self.bundle_path
 
-    def identity(self, name: str, **options: object) -> Identity:
+    def identity(self, name: str, **options: Any) -> Identity:
         return Identity.from_files(*self.files(name), **options)
 
     def rotate_in_place(self, name: str) -> ec.EllipticCurvePrivateKey:
