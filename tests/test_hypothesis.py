@@ -32,6 +32,7 @@ from spiffile.errors import (
     InvalidBundleError,
     InvalidSpiffeIdError,
     InvalidTokenError,
+    MalformedTokenError,
     UnknownIdentityError,
 )
 from spiffile.keys import generate_private_key, kid_for, public_jwk
@@ -247,6 +248,104 @@ def test_arbitrary_claims_signed_by_a_bound_key_only_pass_when_well_formed(
     for name in ("iat", "nbf"):
         if name in claims:
             assert type(claims[name]) is int and claims[name] <= NOW + 30
+
+
+# -- payload JSON: duplicates at any depth, whitespace, escapes ---------------------------------
+
+# A JSON tree keeps objects as member lists, so duplicates survive until rendering.
+Tree = Any
+# Keys and strings that need a backslash ('"', '\\') are rare: the fast path of the
+# payload parser only sees backslash-free text, and that is where duplicates hide.
+tree_keys = st.sampled_from(["a", "b", ":", "\u00e9", "sub", "a:b", "a", "b", ":", '"'])
+json_trees = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**40), 2**40)
+    | st.sampled_from(["", "a", "ab", ":", "{}", "a b", "\u00e9", "a:b", "a", 'a"b', "a\\b"]),
+    lambda children: (
+        st.tuples(st.just("list"), st.lists(children, max_size=3))
+        | st.tuples(st.just("obj"), st.lists(st.tuples(tree_keys, children), max_size=3))
+    ),
+    max_leaves=8,
+)
+
+
+def _has_duplicates(tree: Tree) -> bool:
+    if isinstance(tree, tuple) and tree[0] == "list":
+        return any(_has_duplicates(child) for child in tree[1])
+    if isinstance(tree, tuple):
+        names = [name for name, _ in tree[1]]
+        return len(set(names)) != len(names) or any(_has_duplicates(v) for _, v in tree[1])
+    return False
+
+
+def _model(tree: Tree) -> Any:
+    if isinstance(tree, tuple) and tree[0] == "list":
+        return [_model(child) for child in tree[1]]
+    if isinstance(tree, tuple):
+        return {name: _model(value) for name, value in tree[1]}
+    return tree
+
+
+@st.composite
+def rendered(draw: st.DrawFn, tree: Tree) -> str:
+    """*tree* as JSON text with random whitespace and randomly \\u-escaped member names."""
+
+    plain = draw(st.booleans())  # Half the payloads avoid backslashes where they can.
+
+    def ws() -> str:
+        return draw(st.sampled_from(["", "", "", " ", "\n", "\t ", "\r\n"]))
+
+    def name(text: str) -> str:
+        if not plain and draw(st.booleans()):
+            return '"' + "".join(f"\\u{ord(c):04x}" for c in text) + '"'
+        return json.dumps(text, ensure_ascii=False)
+
+    def render(node: Tree) -> str:
+        if isinstance(node, tuple) and node[0] == "list":
+            return "[" + ws() + ("," + ws()).join(render(c) for c in node[1]) + ws() + "]"
+        if isinstance(node, tuple):
+            members = [ws() + name(k) + ws() + ":" + ws() + render(v) for k, v in node[1]]
+            return "{" + ",".join(members) + ws() + "}"
+        return json.dumps(node, ensure_ascii=not plain and draw(st.booleans()))
+
+    return ws() + render(tree) + ws()
+
+
+@st.composite
+def payloads(draw: st.DrawFn) -> tuple[str, Tree]:
+    claims = [("sub", ORDERS), ("aud", BILLING), ("exp", NOW + 60)]
+    extra = draw(st.lists(st.tuples(tree_keys, json_trees), max_size=3))
+    members = draw(st.permutations(claims + extra))
+    tree = ("obj", members)
+    return draw(rendered(tree)), tree
+
+
+@SETTINGS
+@given(payloads())
+def test_payload_json_duplicates_at_any_depth_are_rejected_everything_else_parsed(
+    payload: tuple[str, Tree],
+) -> None:
+    """The strict JSON rules hold for every spelling (whitespace, escapes, nesting, colons).
+
+    A duplicate member anywhere makes the payload malformed (one parser takes the
+    first value, another the last); otherwise the claims are exactly the JSON's.
+    """
+    text, tree = payload
+    key = REALM.key(ORDERS)
+    token = compact(
+        b64json({"alg": "ES256", "kid": REALM.kid(ORDERS), "typ": "JWT"}),
+        b64(text.encode("utf-8")),
+        lambda data: es256_raw(key, data),
+    )
+    if _has_duplicates(tree):
+        try:
+            verify(token, REALM.bundle, audience=BILLING, now=NOW)
+        except MalformedTokenError:
+            return
+        raise AssertionError(f"duplicate members accepted: {text!r}")
+    caller = verify(token, REALM.bundle, audience=BILLING, now=NOW)
+    assert caller.claims == _model(tree)
 
 
 # -- mutated valid tokens ---------------------------------------------------------------------

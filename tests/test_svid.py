@@ -603,6 +603,57 @@ def test_the_padded_header_case_is_otherwise_valid(forge: Forge) -> None:
     assert check(forge.token(forge.header(typ=DROP)), forge.realm.bundle)
 
 
+_CLAIMS_TEXT = f'"sub":"{ORDERS}","aud":"{BILLING}","exp":{NOW + 60}'
+
+#: Payload texts (signed by orders) and whether the strict JSON rules accept them.
+PAYLOAD_SPELLINGS: dict[str, tuple[str, bool]] = {
+    "compact": ("{" + _CLAIMS_TEXT + "}", True),
+    "whitespace_everywhere": (
+        ' \n{ "sub" : "' + ORDERS + '" ,\t"aud":"' + BILLING + f'", "exp" : {NOW + 60} }}\r\n',
+        True,
+    ),
+    "escaped_member_name": (
+        '{"s\\u0075b":"' + ORDERS + '","aud":"' + BILLING + f'","exp":{NOW + 60}}}',
+        True,
+    ),
+    "escaped_value": ("{" + _CLAIMS_TEXT + ',"x":"\\u00e9\\n"}', True),
+    "colons_in_strings": ("{" + _CLAIMS_TEXT + ',"a:b":"c:d:e"}', True),
+    "nested_object": ("{" + _CLAIMS_TEXT + ',"x":{"a":1,"b":{"c":[1,2]}}}', True),
+    "duplicate_top_level": ("{" + _CLAIMS_TEXT + ',"x":1,"x":1}', False),
+    "duplicate_escaped_name": (
+        '{"sub":"'
+        + BILLING
+        + '","s\\u0075b":"'
+        + ORDERS
+        + '","aud":"'
+        + BILLING
+        + f'","exp":{NOW + 60}}}',
+        False,
+    ),
+    "duplicate_nested": ("{" + _CLAIMS_TEXT + ',"x":{"a":1,"a":2}}', False),
+    "duplicate_in_list": ("{" + _CLAIMS_TEXT + ',"l":[{"a":1,"a":1}]}', False),
+    "duplicate_with_whitespace": ("{" + _CLAIMS_TEXT + ', "x" :1,\n"x": 2}', False),
+    "trailing_comma": ("{" + _CLAIMS_TEXT + ",}", False),
+    "single_quotes": ("{'sub':'" + ORDERS + "'}", False),
+    "raw_control_character": ("{" + _CLAIMS_TEXT + ',"x":"a\tb"}', False),
+    "utf8_bom": ("\ufeff{" + _CLAIMS_TEXT + "}", False),
+    "two_objects": ("{" + _CLAIMS_TEXT + "}{}", False),
+    "comment": ("{" + _CLAIMS_TEXT + "}/**/", False),
+}
+
+
+@pytest.mark.parametrize("case", list(PAYLOAD_SPELLINGS), ids=list(PAYLOAD_SPELLINGS))
+def test_payload_json_spelling(forge: Forge, case: str) -> None:
+    """Strict JSON: any spelling of the same object verifies; duplicates anywhere never do."""
+    text, accepted = PAYLOAD_SPELLINGS[case]
+    token = forge.token(raw_payload=b64(text.encode("utf-8")))
+    if accepted:
+        assert check(token, forge.realm.bundle).claims["sub"] == ORDERS
+    else:
+        with pytest.raises(MalformedTokenError):
+            check(token, forge.realm.bundle)
+
+
 def test_sub_with_a_malformed_bundle_entry_is_unknown(malformed_entry_realm: Realm) -> None:
     forge = Forge(malformed_entry_realm, subject=ORDERS)
     token = forge.token(claims=forge.claims(sub=sid("broken")))
