@@ -423,12 +423,19 @@ def service_info(root: RootLike, name: str) -> ServiceInfo:
 
 
 def list_services(root: RootLike) -> list[ServiceInfo]:
-    """Every service of the root (a directory under ``services/`` with a key file), by name."""
+    """Every service of the root (a directory under ``services/`` with a key file), by name.
+
+    The walk also deletes temporary files of writes killed before their rename
+    (under the lock, so they belong to dead writers), including those of a
+    service whose first ``add`` died before its key file existed.
+    """
     root = as_root(root)
     found: list[ServiceInfo] = []
     with locked(root) as bundle:
         for dirpath, dirnames, filenames in os.walk(root.services_path):
             dirnames.sort()
+            if any(name.endswith(".tmp") for name in filenames):
+                sweep_stale_temporaries(Path(dirpath))
             if KEY_FILE not in filenames:
                 continue
             name = Path(dirpath).relative_to(root.services_path).as_posix()
