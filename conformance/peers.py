@@ -37,8 +37,13 @@ def _clean_env() -> dict[str, str]:
     return env
 
 
-def install_peer(directory: Path, requirements: Sequence[str], *, timeout: float = 240) -> Path:
-    """Create a venv in *directory*, pip-install *requirements*, return its python."""
+def install_peer(directory: Path, requirements: Sequence[str], *, timeout: float = 80) -> Path:
+    """Create a venv in *directory*, pip-install *requirements*, return its python.
+
+    Each step gets *timeout* seconds (venv creation a third of it), so that a
+    hanging registry ends in :class:`PeerUnavailable` well before pytest's own
+    per-test timeout (120 s) would turn it into a failure.
+    """
     env = _clean_env()
     steps = [
         [sys.executable, "-m", "venv", str(directory)],
@@ -55,10 +60,10 @@ def install_peer(directory: Path, requirements: Sequence[str], *, timeout: float
             *requirements,
         ],
     ]
-    for argv in steps:
+    for argv, limit in zip(steps, (timeout / 3, timeout), strict=True):
         try:
             done = subprocess.run(
-                argv, capture_output=True, text=True, env=env, timeout=timeout, check=False
+                argv, capture_output=True, text=True, env=env, timeout=limit, check=False
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise PeerUnavailable(f"{' '.join(argv[:4])}...: {exc}") from exc
