@@ -341,7 +341,8 @@ def _accepted(
         expected = dict(survivors)
         if extra_survivor is not None:
             expected[sid] = extra_survivor
-        cases.append((f"skip-{name}", description, _doc_text(document), expected, level))
+        prefix = "skip" if extra_survivor is None else "keep"
+        cases.append((f"{prefix}-{name}", description, _doc_text(document), expected, level))
     document = copy.deepcopy(good)
     for _name, _description, sid, entry, _level, extra_survivor in broken_entries(f):
         if extra_survivor is None:
