@@ -109,14 +109,9 @@ def verify(
         raise MalformedTokenError(f"a token must be a string, not {type(token).__name__}")
     if len(token) > MAX_TOKEN_BYTES:
         raise TokenTooLargeError(f"token longer than {MAX_TOKEN_BYTES} bytes")
-    header_segment, payload_segment, signature_segment = _jws.split(token)
 
-    # Step 1: header and claims.
-    kid = _jws.header_kid(header_segment)
-    claims = _jws.parse_json_object(_jws.decode_segment(payload_segment), "payload")
-    signature = _jws.decode_segment(signature_segment)
-    if len(signature) != _jws.SIGNATURE_BYTES:
-        raise MalformedTokenError("an ES256 signature must be 64 bytes (r||s)")
+    # Step 1: header and claims (the compact form split and decoded once).
+    kid, claims, signing_input, der = _jws.parse(token)
     subject = claims.get("sub")
     if not isinstance(subject, str):
         raise ClaimsError("claim 'sub' is missing or not a string")
@@ -147,8 +142,6 @@ def verify(
         raise
 
     # Steps 3 and 4: the signature, by a key bound to the subject, with ES256 only.
-    signing_input = token[: len(header_segment) + 1 + len(payload_segment)].encode("ascii")
-    der = _jws.raw_to_der(signature)
     for key in _candidates(entry.keys, kid):
         try:
             key.public_key.verify(der, signing_input, _jws.ES256)
