@@ -117,10 +117,13 @@ def test_thumbprint_of_other_key_types() -> None:
 # -- generate, PEM -------------------------------------------------------------------------------
 
 
-def test_generate_is_p256_and_fresh() -> None:
-    a, b = generate_private_key(), generate_private_key()
-    assert isinstance(a.curve, ec.SECP256R1)
-    assert a.private_numbers().private_value != b.private_numbers().private_value
+def test_generate_is_p256_and_fresh(
+    make_p256_keys: Callable[[int], list[ec.EllipticCurvePrivateKey]],
+) -> None:
+    keys = make_p256_keys(8)
+    assert all(isinstance(key.curve, ec.SECP256R1) for key in keys)
+    assert len({key.private_numbers().private_value for key in keys}) == 8
+    assert len({kid_for(key.public_key()) for key in keys}) == 8
 
 
 def test_pem_round_trip() -> None:
