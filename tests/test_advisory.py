@@ -284,7 +284,9 @@ def test_base64_padding_and_non_canonical_malleability(forge: Forge) -> None:
 
     Lenient decoders (Python's own ``base64`` included) map all of these to the
     same bytes, so a replay cache or a deny list keyed on the token text can be
-    bypassed.  Only the canonical spelling verifies.
+    bypassed.  Only the canonical spelling verifies.  (ECDSA itself stays
+    malleable: ``(r, n - s)`` is a second valid signature, as in every JWS
+    ES256 verifier, so such caches must key on claims, never on token text.)
     """
     honest = forge.token()
     header, payload, signature = honest.split(".")
