@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
+from json.encoder import encode_basestring_ascii
 from typing import Any, Final
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -37,6 +38,8 @@ _log = logging.getLogger("spiffile")
 #: Bundles larger than this are refused before parsing.
 MAX_BUNDLE_BYTES: Final = 128 * 1024 * 1024
 SPIFFILE_VERSION: Final = 1
+#: JSON string literal exactly as json.dumps writes it (ensure_ascii, C encoder).
+_json_string: Final = encode_basestring_ascii
 #: The members a producer writes into each JWK (profile: bundle document).
 _JWK_MEMBERS: Final = ("kty", "crv", "x", "y", "kid", "use", "alg")
 
@@ -54,6 +57,136 @@ class BoundKey:
 
     def __repr__(self) -> str:
         return f"BoundKey(kid={self.kid!r})"
+
+
+class _Keys(tuple[str, ...]):
+    """An identity entry in the producers' exact shape, kept as ``(kid, x, y)`` per key.
+
+    Memory, measured on a 100k-identity bundle (issue #5, ``python -m
+    benchmarks``): the parsed JSON keeps a dict per entry, a list, a 7-member
+    dict per JWK and fresh copies of "EC", "P-256", "jwt-svid" and "ES256",
+    about 1.16 KB per identity; this flat tuple of the three strings that vary
+    brings it to about 460 bytes.  :func:`_expand` rebuilds the exact entry
+    (same members, same order), so validation, ``BoundKey.jwk`` and
+    ``to_document`` see what the file held.
+    """
+
+    __slots__ = ()
+
+
+class _Jwk(tuple[str, str, str]):
+    """Parse-time stand-in for one producer-shaped JWK: ``(kid, x, y)``."""
+
+    __slots__ = ()
+
+
+def _jwk_dict(kid: str, x: str, y: str) -> dict[str, str]:
+    return {
+        "kty": "EC",
+        "crv": "P-256",
+        "x": x,
+        "y": y,
+        "kid": kid,
+        "use": "jwt-svid",
+        "alg": "ES256",
+    }
+
+
+def _expand(keys: _Keys) -> dict[str, Any]:
+    """The entry exactly as the document held it."""
+    return {"keys": [_jwk_dict(*keys[i : i + 3]) for i in range(0, len(keys), 3)]}
+
+
+def _stored(value: object) -> Any:
+    """An identity entry as the document holds it (compact entries expanded)."""
+    return _expand(value) if type(value) is _Keys else value
+
+
+def _entry_json(value: object) -> str:
+    """``json.dumps(_stored(value))``, written directly for a compact entry.
+
+    Expanding 100k compact entries into dicts only to serialize them made
+    ``to_json`` 1.75x slower (642 ms against 368 ms); this writes the same
+    text without them.
+    """
+    if type(value) is not _Keys:
+        return json.dumps(value)
+    jwks = ", ".join(
+        f'{{"kty": "EC", "crv": "P-256", "x": {_json_string(value[i + 1])}, '
+        f'"y": {_json_string(value[i + 2])}, "kid": {_json_string(value[i])}, '
+        f'"use": "jwt-svid", "alg": "ES256"}}'
+        for i in range(0, len(value), 3)
+    )
+    return f'{{"keys": [{jwks}]}}'
+
+
+class _Compactor:
+    """An ``object_hook`` for ``json.loads`` that stores producer-shaped entries as :class:`_Keys`.
+
+    The hook sees every JSON object, innermost first, without knowing where it
+    sits; so it counts what it builds, and :meth:`accounted` then checks that
+    every :class:`_Jwk` ended inside a :class:`_Keys` (or was turned back into
+    its dict) and every :class:`_Keys` is a direct value of ``identities``.
+    When that does not hold (a JWK-shaped object elsewhere in the document,
+    duplicate member names, ...), the caller parses again without the hook.
+    """
+
+    __slots__ = ("entries", "jwks", "used")
+
+    def __init__(self) -> None:
+        self.jwks = 0
+        self.used = 0
+        self.entries = 0
+
+    def hook(self, obj: dict[str, Any]) -> object:
+        """Called by the JSON decoder with each object it completes."""
+        size = len(obj)
+        if size == 7 and tuple(obj) == _JWK_MEMBERS:
+            kty, crv, x, y, kid, use, alg = obj.values()
+            if (
+                kty == "EC"
+                and crv == "P-256"
+                and use == "jwt-svid"
+                and alg == "ES256"
+                and type(x) is str
+                and type(y) is str
+                and type(kid) is str
+            ):
+                self.jwks += 1
+                return _Jwk((kid, x, y))
+            return obj
+        keys = obj.get("keys")
+        if type(keys) is not list or not keys:
+            return obj
+        if size == 1:
+            if len(keys) == 1:
+                first = keys[0]
+                if type(first) is _Jwk:
+                    self.used += 1
+                    self.entries += 1
+                    return _Keys(first)
+            elif all(type(jwk) is _Jwk for jwk in keys):
+                self.used += len(keys)
+                self.entries += 1
+                return _Keys(item for jwk in keys for item in jwk)
+        # Not compacted: put back any JWK stand-in as the dict it was.
+        for index, jwk in enumerate(keys):
+            if type(jwk) is _Jwk:
+                keys[index] = _jwk_dict(*jwk)
+                self.used += 1
+        return obj
+
+    def accounted(self, document: object) -> bool:
+        if self.used != self.jwks:
+            return False
+        if not self.entries:
+            return True
+        if type(document) is not dict:
+            return False
+        identities = document.get("identities")
+        if type(identities) is not dict:
+            return False
+        return list(map(type, identities.values())).count(_Keys) == self.entries
 
 
 class _Entry:
@@ -139,9 +272,27 @@ class Bundle:
         if len(data) > MAX_BUNDLE_BYTES:
             raise InvalidBundleError(f"bundle is larger than {MAX_BUNDLE_BYTES} bytes")
         try:
-            document = json.loads(bytes(data).decode("utf-8"))
-        except (ValueError, RecursionError) as exc:
+            text = bytes(data).decode("utf-8")
+        except ValueError as exc:
             raise InvalidBundleError(f"bundle is not valid UTF-8 JSON: {exc}") from None
+        # Producer-shaped entries are stored compactly while parsing (see
+        # _Keys): the JSON dicts they came from are freed as soon as they are
+        # built, so the peak stays near the result, and the load costs about
+        # what json.loads alone costs (fewer live containers for the garbage
+        # collector to traverse pays for the hook).
+        compactor = _Compactor()
+        try:
+            document = json.loads(text, object_hook=compactor.hook)
+        except RecursionError:
+            compactor.jwks = -1  # The hook's own frames may have tipped it: retry plainly.
+            document = None
+        except ValueError as exc:
+            raise InvalidBundleError(f"bundle is not valid UTF-8 JSON: {exc}") from None
+        if not compactor.accounted(document):
+            try:
+                document = json.loads(text)
+            except (ValueError, RecursionError) as exc:
+                raise InvalidBundleError(f"bundle is not valid UTF-8 JSON: {exc}") from None
         return cls.from_document(document)
 
     @classmethod
@@ -208,7 +359,7 @@ class Bundle:
         if text in self._malformed or text not in self._raw:
             raise UnknownIdentityError(f"{text[:200]} is not in the bundle")
         try:
-            entry = _validate_entry(text, self._raw[text], self._trust_domain)
+            entry = _validate_entry(text, _stored(self._raw[text]), self._trust_domain)
         except InvalidBundleError as exc:
             self._malformed[text] = str(exc)
             _log.warning("spiffile: skipping malformed bundle entry: %s", exc)
@@ -263,14 +414,19 @@ class Bundle:
         """Copies of the JWKs bound to *spiffe_id* (producers edit these)."""
         return [dict(key.jwk) for key in self.keys_for(spiffe_id)]
 
-    def to_document(self) -> dict[str, Any]:
-        """The bundle as a JSON-ready dict; entries keep exactly what was read."""
+    def _head(self) -> dict[str, Any]:
+        """The document's members other than ``identities``, in document order."""
         document: dict[str, Any] = dict(self._extra)
         document["trust_domain"] = self._trust_domain
         document["spiffile_version"] = SPIFFILE_VERSION
         if self._sequence is not None:
             document["spiffe_sequence"] = self._sequence
-        document["identities"] = {text: self._raw[text] for text in sorted(self._raw)}
+        return document
+
+    def to_document(self) -> dict[str, Any]:
+        """The bundle as a JSON-ready dict; entries keep exactly what was read."""
+        document = self._head()
+        document["identities"] = {text: _stored(self._raw[text]) for text in sorted(self._raw)}
         return document
 
     def to_json(self) -> bytes:
@@ -280,10 +436,9 @@ class Bundle:
         the pure-Python encoder: 103 ms against 26 ms at 10k identities, paid
         on every producer write.  Each line still goes through ``json.dumps``.
         """
-        document = self.to_document()
-        identities = document.pop("identities")
-        lines = [f"  {json.dumps(k)}: {json.dumps(v)}," for k, v in document.items()]
-        entries = [f"    {json.dumps(k)}: {json.dumps(v)}" for k, v in identities.items()]
+        lines = [f"  {json.dumps(k)}: {json.dumps(v)}," for k, v in self._head().items()]
+        raw = self._raw
+        entries = [f"    {json.dumps(k)}: {_entry_json(raw[k])}" for k in sorted(raw)]
         body = ",\n".join(entries)
         lines.append(f'  "identities": {{\n{body}\n  }}' if entries else '  "identities": {}')
         return ("{\n" + "\n".join(lines) + "\n}\n").encode("utf-8")
