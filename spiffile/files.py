@@ -143,6 +143,9 @@ class FileView(Generic[T]):
         failure.
         """
         self._path = os.fspath(path)
+        # What ``get`` stats: on POSIX the encoded path, so that each call
+        # skips re-encoding it (1.75 -> 1.65 µs per stat, measured; issue #5).
+        self._stat_path: str | bytes = os.fsencode(self._path) if os.name == "posix" else self._path
         self._parse = parse
         self._accept = accept
         self._clock = clock
@@ -169,9 +172,12 @@ class FileView(Generic[T]):
     def get(self) -> T:
         """The current value: re-read only if the file changed, else the cached one."""
         try:
-            signature: Signature | None = _signature(os.stat(self._path))
+            st = os.stat(self._stat_path)
         except OSError:
-            signature = None
+            signature: Signature | None = None
+        else:
+            # _signature(st), inlined: this runs on every verify and token.
+            signature = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         if signature == self._signature:
             racy_until = self._racy_until_ns
             if not racy_until:

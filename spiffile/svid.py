@@ -123,11 +123,14 @@ def verify(
     token_audience = claims.get("aud")
     if not isinstance(token_audience, str):
         raise AudienceError("claim 'aud' must be a single string")
-    expires = _numeric_date(claims, "exp")
-    if expires is None:
-        raise ClaimsError("claim 'exp' is missing")
-    issued = _numeric_date(claims, "iat")
-    not_before = _numeric_date(claims, "nbf")
+    expires = claims.get("exp")
+    if type(expires) is not int or not 0 <= expires <= MAX_NUMERIC_DATE:
+        # Not the common case: let _numeric_date say what is wrong.
+        expires = _numeric_date(claims, "exp")
+        if expires is None:
+            raise ClaimsError("claim 'exp' is missing")
+    issued = _numeric_date(claims, "iat") if "iat" in claims else None
+    not_before = _numeric_date(claims, "nbf") if "nbf" in claims else None
 
     # Step 2: the subject, looked up in the bundle.
     try:
@@ -147,13 +150,25 @@ def verify(
         raise
 
     # Steps 3 and 4: the signature, by a key bound to the subject, with ES256 only.
-    for key in _candidates(entry.keys, kid):
+    # (The first bound key carrying the header's kid is the usual case and is
+    # checked without going through _candidates; kids are unique per entry.)
+    keys = entry.keys
+    verified = False
+    if keys[0].kid == kid:
         try:
-            key.public_key.verify(der, signing_input, _jws.ES256)
+            keys[0].public_key.verify(der, signing_input, _jws.ES256)
+            verified = True
         except InvalidSignature:
-            continue
-        break
+            pass
     else:
+        for key in _candidates(keys, kid):
+            try:
+                key.public_key.verify(der, signing_input, _jws.ES256)
+            except InvalidSignature:
+                continue
+            verified = True
+            break
+    if not verified:
         raise SignatureError(f"signature does not verify with the keys bound to {subject[:200]}")
 
     expected = audience if isinstance(audience, str) else str(audience)
