@@ -124,7 +124,8 @@ class Identity:
         self._leeway = leeway
         self._max_lifetime = max_lifetime
         self._cache_size = token_cache_size
-        self._cache: OrderedDict[tuple[str, int], tuple[str, int, int, str]] = OrderedDict()
+        # (audience, ttl) -> (token, issued, reuse until, kid)
+        self._cache: OrderedDict[tuple[str, int], tuple[str, int, float, str]] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._watcher: Watcher | None = None
         try:
@@ -216,8 +217,8 @@ class Identity:
         cache_key = (audience_text, ttl)
         cached = self._cache.get(cache_key)
         if cached is not None:
-            token, issued, _expires, kid = cached
-            if kid == key.kid and issued <= now < issued + ttl * _REUSE_FRACTION:
+            token, issued, reuse_until, kid = cached
+            if kid == key.kid and issued <= now < reuse_until:
                 return token
         if type(ttl) is not int or ttl <= 0:
             raise ValueError("ttl must be a positive integer number of seconds")
@@ -228,11 +229,14 @@ class Identity:
                 f"ttl {ttl} exceeds the lifetime cap of {self._max_lifetime:g} s; "
                 "build the Identity with a larger max_lifetime to mint longer tokens"
             )
-        SpiffeId.parse(audience_text)  # A typo in the audience is an error, not a dud token.
+        if cached is None:
+            # A typo in the audience is an error, not a dud token.  (An
+            # audience with a cache entry was parsed when it was minted.)
+            SpiffeId.parse(audience_text)
         token = svid.mint(key.private_key, key.kid, self._id_text, audience_text, now=now, ttl=ttl)
         issued = int(now)
         with self._cache_lock:
-            self._cache[cache_key] = (token, issued, issued + ttl, key.kid)
+            self._cache[cache_key] = (token, issued, issued + ttl * _REUSE_FRACTION, key.kid)
             self._cache.move_to_end(cache_key)
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
