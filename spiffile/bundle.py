@@ -59,19 +59,27 @@ class BoundKey:
         return f"BoundKey(kid={self.kid!r})"
 
 
-class _Keys(tuple[str, ...]):
-    """An identity entry in the producers' exact shape, kept as ``(kid, x, y)`` per key.
+# Compact entries.  An identity entry in the producers' exact shape is kept as
+# a plain tuple of strings, (kid, x, y) per key, instead of the parsed JSON.
+# Measured on a 100k-identity bundle (issue #5, ``python -m benchmarks``):
+# the parsed JSON keeps a dict per entry, a list, a 7-member dict per JWK and
+# fresh copies of "EC", "P-256", "jwt-svid" and "ES256", 1154 bytes per
+# identity and two garbage-collected containers each; the tuple brings it to
+# 466 bytes, and being an exact tuple of strings the collector stops tracking
+# it (a full collection in a process holding such a bundle is not slowed by
+# it).  _expand rebuilds the exact entry (same members, same order), so
+# validation, BoundKey.jwk and to_document see what the file held.  JSON never
+# yields tuples, so in a parsed bundle a tuple is always a compact entry; a
+# tuple a caller hands to Bundle() is wrapped in _Foreign to keep its meaning.
 
-    Memory, measured on a 100k-identity bundle (issue #5, ``python -m
-    benchmarks``): the parsed JSON keeps a dict per entry, a list, a 7-member
-    dict per JWK and fresh copies of "EC", "P-256", "jwt-svid" and "ES256",
-    about 1.16 KB per identity; this flat tuple of the three strings that vary
-    brings it to about 460 bytes.  :func:`_expand` rebuilds the exact entry
-    (same members, same order), so validation, ``BoundKey.jwk`` and
-    ``to_document`` see what the file held.
-    """
 
-    __slots__ = ()
+class _Foreign:
+    """A tuple a caller put among the identities: an entry as it is, not a compact one."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: tuple[Any, ...]) -> None:
+        self.value = value
 
 
 class _Jwk(tuple[str, str, str]):
@@ -92,14 +100,19 @@ def _jwk_dict(kid: str, x: str, y: str) -> dict[str, str]:
     }
 
 
-def _expand(keys: _Keys) -> dict[str, Any]:
+def _expand(keys: tuple[str, ...]) -> dict[str, Any]:
     """The entry exactly as the document held it."""
     return {"keys": [_jwk_dict(*keys[i : i + 3]) for i in range(0, len(keys), 3)]}
 
 
 def _stored(value: object) -> Any:
     """An identity entry as the document holds it (compact entries expanded)."""
-    return _expand(value) if type(value) is _Keys else value
+    kind = type(value)
+    if kind is tuple:
+        return _expand(value)  # type: ignore[arg-type]
+    if kind is _Foreign:
+        return value.value  # type: ignore[attr-defined]
+    return value
 
 
 def _entry_json(value: object) -> str:
@@ -109,8 +122,8 @@ def _entry_json(value: object) -> str:
     ``to_json`` 1.75x slower (642 ms against 368 ms); this writes the same
     text without them.
     """
-    if type(value) is not _Keys:
-        return json.dumps(value)
+    if type(value) is not tuple:
+        return json.dumps(_stored(value))
     jwks = ", ".join(
         f'{{"kty": "EC", "crv": "P-256", "x": {_json_string(value[i + 1])}, '
         f'"y": {_json_string(value[i + 2])}, "kid": {_json_string(value[i])}, '
@@ -121,12 +134,12 @@ def _entry_json(value: object) -> str:
 
 
 class _Compactor:
-    """An ``object_hook`` for ``json.loads`` that stores producer-shaped entries as :class:`_Keys`.
+    """An ``object_hook`` for ``json.loads`` that stores producer-shaped entries compactly.
 
     The hook sees every JSON object, innermost first, without knowing where it
     sits; so it counts what it builds, and :meth:`accounted` then checks that
-    every :class:`_Jwk` ended inside a :class:`_Keys` (or was turned back into
-    its dict) and every :class:`_Keys` is a direct value of ``identities``.
+    every :class:`_Jwk` ended inside a compact entry (or was turned back into
+    its dict) and every compact entry is a direct value of ``identities``.
     When that does not hold (a JWK-shaped object elsewhere in the document,
     duplicate member names, ...), the caller parses again without the hook.
     """
@@ -164,11 +177,11 @@ class _Compactor:
                 if type(first) is _Jwk:
                     self.used += 1
                     self.entries += 1
-                    return _Keys(first)
+                    return tuple(first)
             elif all(type(jwk) is _Jwk for jwk in keys):
                 self.used += len(keys)
                 self.entries += 1
-                return _Keys(item for jwk in keys for item in jwk)
+                return tuple(item for jwk in keys for item in jwk)
         # Not compacted: put back any JWK stand-in as the dict it was.
         for index, jwk in enumerate(keys):
             if type(jwk) is _Jwk:
@@ -186,7 +199,7 @@ class _Compactor:
         identities = document.get("identities")
         if type(identities) is not dict:
             return False
-        return list(map(type, identities.values())).count(_Keys) == self.entries
+        return list(map(type, identities.values())).count(tuple) == self.entries
 
 
 class _Entry:
@@ -234,6 +247,34 @@ def _validate_entry(text: str, raw: object, trust_domain: str) -> _Entry:
     return _Entry(spiffe_id, keys)
 
 
+def _top_level(document: object) -> tuple[str, dict[str, Any], int | None, dict[str, Any]]:
+    """Check a decoded document's top level: (trust domain, identities, sequence, extra members)."""
+    if not isinstance(document, dict):
+        raise InvalidBundleError("bundle document must be a JSON object")
+    version = document.get("spiffile_version")
+    if type(version) is not int or version != SPIFFILE_VERSION:
+        raise InvalidBundleError(
+            f"unsupported spiffile_version {version!r}; this reader knows version 1"
+        )
+    trust_domain = document.get("trust_domain")
+    try:
+        validate_trust_domain(trust_domain)  # type: ignore[arg-type]
+    except InvalidSpiffeIdError as exc:
+        raise InvalidBundleError(f"bad trust_domain: {exc}") from None
+    identities = document.get("identities")
+    if not isinstance(identities, dict):
+        raise InvalidBundleError("'identities' must be a JSON object")
+    sequence = document.get("spiffe_sequence")
+    if sequence is not None and (type(sequence) is not int or sequence < 0):
+        raise InvalidBundleError("'spiffe_sequence' must be a non-negative integer")
+    extra = {
+        k: v
+        for k, v in document.items()
+        if k not in ("trust_domain", "spiffile_version", "identities", "spiffe_sequence")
+    }
+    return trust_domain, identities, sequence, extra  # type: ignore[return-value]
+
+
 class Bundle:
     """An immutable trust bundle.  Producers derive new bundles with the ``with_*`` methods."""
 
@@ -248,12 +289,37 @@ class Bundle:
         extra: Mapping[str, Any] | None = None,
     ) -> None:
         """Prefer :meth:`parse`, :meth:`from_document` or :meth:`empty`."""
+        if tuple in map(type, identities.values()):
+            # A caller's tuple is an entry as it is, not a compact one.
+            identities = {k: _Foreign(v) if type(v) is tuple else v for k, v in identities.items()}
+        self._setup(trust_domain, identities, sequence, extra)
+
+    def _setup(
+        self,
+        trust_domain: str,
+        identities: dict[str, Any],
+        sequence: int | None,
+        extra: Mapping[str, Any] | None,
+    ) -> None:
         self._trust_domain = trust_domain
         self._raw = identities
         self._sequence = sequence
         self._extra = dict(extra or {})
         self._valid: dict[str, _Entry] = {}
         self._malformed: dict[str, str] = {}
+
+    @classmethod
+    def _build(
+        cls,
+        trust_domain: str,
+        identities: dict[str, Any],
+        sequence: int | None,
+        extra: Mapping[str, Any] | None,
+    ) -> Bundle:
+        """A bundle over identities whose tuples are compact entries (parsed or derived)."""
+        bundle = cls.__new__(cls)
+        bundle._setup(trust_domain, identities, sequence, extra)
+        return bundle
 
     # -- construction ------------------------------------------------------------
 
@@ -276,7 +342,7 @@ class Bundle:
         except ValueError as exc:
             raise InvalidBundleError(f"bundle is not valid UTF-8 JSON: {exc}") from None
         # Producer-shaped entries are stored compactly while parsing (see
-        # _Keys): the JSON dicts they came from are freed as soon as they are
+        # "Compact entries"): the JSON dicts they came from are freed as soon as they are
         # built, so the peak stays near the result, and the load costs about
         # what json.loads alone costs (fewer live containers for the garbage
         # collector to traverse pays for the hook).
@@ -293,35 +359,13 @@ class Bundle:
                 document = json.loads(text)
             except (ValueError, RecursionError) as exc:
                 raise InvalidBundleError(f"bundle is not valid UTF-8 JSON: {exc}") from None
-        return cls.from_document(document)
+        return cls._build(*_top_level(document))
 
     @classmethod
     def from_document(cls, document: object) -> Bundle:
         """Validate the top level of a decoded bundle document (entries are checked lazily)."""
-        if not isinstance(document, dict):
-            raise InvalidBundleError("bundle document must be a JSON object")
-        version = document.get("spiffile_version")
-        if type(version) is not int or version != SPIFFILE_VERSION:
-            raise InvalidBundleError(
-                f"unsupported spiffile_version {version!r}; this reader knows version 1"
-            )
-        trust_domain = document.get("trust_domain")
-        try:
-            validate_trust_domain(trust_domain)  # type: ignore[arg-type]
-        except InvalidSpiffeIdError as exc:
-            raise InvalidBundleError(f"bad trust_domain: {exc}") from None
-        identities = document.get("identities")
-        if not isinstance(identities, dict):
-            raise InvalidBundleError("'identities' must be a JSON object")
-        sequence = document.get("spiffe_sequence")
-        if sequence is not None and (type(sequence) is not int or sequence < 0):
-            raise InvalidBundleError("'spiffe_sequence' must be a non-negative integer")
-        extra = {
-            k: v
-            for k, v in document.items()
-            if k not in ("trust_domain", "spiffile_version", "identities", "spiffe_sequence")
-        }
-        return cls(trust_domain, identities, sequence=sequence, extra=extra)  # type: ignore[arg-type]
+        trust_domain, identities, sequence, extra = _top_level(document)
+        return cls(trust_domain, identities, sequence=sequence, extra=extra)
 
     # -- reading -------------------------------------------------------------------
 
@@ -386,8 +430,7 @@ class Bundle:
     # -- deriving (producers) ----------------------------------------------------
 
     def _derive(self, identities: dict[str, Any], sequence: int | None) -> Bundle:
-        derived = Bundle(self._trust_domain, identities, sequence=sequence, extra=self._extra)
-        return derived
+        return Bundle._build(self._trust_domain, identities, sequence, self._extra)
 
     def with_keys(self, spiffe_id: str | SpiffeId, jwks: Sequence[Mapping[str, Any]]) -> Bundle:
         """A copy of this bundle whose entry for *spiffe_id* holds exactly *jwks*."""
