@@ -1,0 +1,252 @@
+"""Per-call costs: verify, mint, the token cache, bundle size, hostile input.
+
+Every op here is timed interleaved with the two raw ``cryptography``
+operations it is compared to (ECDSA P-256 verify and sign, SHA-256 included,
+DER signatures as ``cryptography`` takes them), in the same rounds of the
+same process.  Tokens are a pool of distinct tokens cycled through, so that
+no per-token cache could flatter a figure; the raw operations cycle through
+the same signing inputs and signatures.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import jwt
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from benchmarks._fixtures import (
+    AUDIENCE,
+    SENDER,
+    KeyPool,
+    bundle_bytes,
+    identity_dir,
+    raw_material,
+    settle,
+)
+from benchmarks._report import Row, Target
+from benchmarks._timing import Op, calibrate, median_ratio, run_interleaved
+from spiffile import Identity, svid
+from spiffile.bundle import Bundle
+from spiffile.errors import InvalidTokenError, SignatureError, SpiffileError, TokenTooLargeError
+
+__all__ = ["Settings", "run"]
+
+_ES256 = ec.ECDSA(hashes.SHA256())
+_TOKENS = 32
+_TTL = 3000  # Long enough for a full run; under the verifier's default 3600 s cap.
+SIZES = (2, 1_000, 10_000, 100_000)
+MANY = "spiffe://example.org/many-keys"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How long to measure: rounds of interleaved samples, each about *sample_seconds*."""
+
+    rounds: int
+    sample_seconds: float
+    quick: bool
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _rejects(fn: Callable[[], object], expected: type[Exception]) -> Callable[[], None]:
+    """Wrap a call that must raise *expected*; check once now so the row means what it says."""
+    try:
+        fn()
+    except expected:
+        pass
+    else:  # pragma: no cover - would mean the hostile input was accepted
+        raise RuntimeError(f"hostile input was not rejected with {expected.__name__}")
+
+    def call() -> None:
+        try:
+            fn()
+        except SpiffileError:
+            pass
+
+    return call
+
+
+def _hostile_tokens(pool: KeyPool, now: float) -> dict[str, str]:
+    good = pool.tokens(1, now=now, ttl=_TTL)[0]
+    head, _payload, signature = good.split(".")
+    # 1 MB token: base64url all the way, so only the size cap can stop it early.
+    big = ".".join((head, "A" * (1024 * 1024 - len(head) - 90), signature))
+    # A kid that none of the 50 keys bound to the subject carries.
+    unknown_kid = svid.mint(pool.private[0], "no-such-kid", MANY, AUDIENCE, now=now, ttl=60)
+    # The deepest payload that fits under the token size cap: nested arrays.
+    room = (svid.MAX_TOKEN_BYTES - len(head) - len(signature) - 2) * 3 // 4
+    depth = (room - len('{"sub":"x","a":}')) // 2
+    nested_json = '{"sub":"x","a":' + "[" * depth + "]" * depth + "}"
+    nested = ".".join((head, _b64encode(nested_json.encode()), signature))
+    assert len(nested) <= svid.MAX_TOKEN_BYTES
+    return {"big": big, "unknown_kid": unknown_kid, "nested": nested}
+
+
+def run(pool: KeyPool, settings: Settings, workdir: Path | None = None) -> list[Row]:
+    """Measure the per-call rows; returns them in table order."""
+    now = time.time()
+    tokens = pool.tokens(_TOKENS, now=now, ttl=_TTL)
+    raw = raw_material(tokens)
+    private, public = pool.private[0], pool.private[0].public_key()
+
+    # Bundles of every size, plus one whose sender has 50 bound keys.
+    many = {MANY: pool.jwks[:50]}
+    bundles = {size: Bundle.parse(bundle_bytes(size, pool, extra=many)) for size in SIZES}
+    for bundle in bundles.values():
+        svid.verify(tokens[0], bundle, audience=AUDIENCE, now=now)  # validates the entry once
+        bundle.keys_for(MANY)
+    small = bundles[2]
+
+    # Two workloads on disk: the sender (service 0) and the receiver (service 1).
+    tmp = tempfile.TemporaryDirectory(prefix="spiffile-bench-", dir=workdir)
+    base = Path(tmp.name)
+    two = bundle_bytes(2, pool)
+    sender_dir = identity_dir(base, "sender", SENDER, pool.private[0], two)
+    receiver_dir = identity_dir(base, "receiver", AUDIENCE, pool.private[1], two)
+    settle([sender_dir / "bundle.json", receiver_dir / "key.pem"])
+    sender = Identity.from_dir(sender_dir)
+    sender_uncached = Identity.from_dir(sender_dir, token_cache_size=0)
+    receiver = Identity.from_dir(receiver_dir)
+    receiver.verify(tokens[0])
+    sender.token(AUDIENCE)
+
+    next_token = itertools.cycle(tokens).__next__
+    next_raw = itertools.cycle(raw).__next__
+    next_input = itertools.cycle([data for data, _ in raw]).__next__
+    hostile = _hostile_tokens(pool, now)
+
+    def raw_verify() -> None:
+        data, der = next_raw()
+        public.verify(der, data, _ES256)
+
+    def raw_sign() -> None:
+        private.sign(next_input(), _ES256)
+
+    def verify_in(bundle: Bundle) -> Callable[[], object]:
+        def call() -> object:
+            return svid.verify(next_token(), bundle, audience=AUDIENCE, now=now)
+
+        return call
+
+    def identity_verify() -> object:
+        return receiver.verify(next_token())
+
+    kid = pool.jwks[0]["kid"]
+
+    def mint() -> object:
+        return svid.mint(private, kid, SENDER, AUDIENCE, now=now)
+
+    def pyjwt_decode() -> object:
+        return jwt.decode(next_token(), public, algorithms=["ES256"], audience=AUDIENCE)
+
+    def reject(name: str, expected: type[Exception]) -> Callable[[], None]:
+        token = hostile[name]
+        return _rejects(lambda: svid.verify(token, small, audience=AUDIENCE, now=now), expected)
+
+    plan: dict[str, Callable[[], object]] = {
+        "raw_verify": raw_verify,
+        "raw_sign": raw_sign,
+        "verify": verify_in(small),
+        "identity_verify": identity_verify,
+        "pyjwt_decode": pyjwt_decode,
+        "mint": mint,
+        "identity_token_uncached": lambda: sender_uncached.token(AUDIENCE),
+        "identity_token_cached": lambda: sender.token(AUDIENCE),
+        **{f"verify_{size}": verify_in(bundles[size]) for size in SIZES[1:]},
+        "hostile_1mb": reject("big", TokenTooLargeError),
+        "hostile_unknown_kid": reject("unknown_kid", SignatureError),
+        "hostile_nested": reject("nested", InvalidTokenError),
+    }
+    ops = [Op(name, fn, calibrate(fn, settings.sample_seconds)) for name, fn in plan.items()]
+    samples = run_interleaved(ops, settings.rounds)
+    tmp.cleanup()
+    return _rows(samples)
+
+
+def _rows(samples: dict[str, list[float]]) -> list[Row]:
+    def med(name: str) -> float:
+        return statistics.median(samples[name])
+
+    def row(key: str, label: str, base: str, target: Target | None = None, note: str = "") -> Row:
+        return Row(
+            key=key,
+            label=label,
+            value=med(key),
+            unit="s",
+            baseline=_BASE_LABELS[base],
+            baseline_value=med(base),
+            ratio=median_ratio(samples[key], samples[base]),
+            target=target,
+            note=note,
+        )
+
+    rows = [
+        Row("raw_verify", "raw ECDSA P-256 verify (cryptography)", med("raw_verify"), "s"),
+        Row("raw_sign", "raw ECDSA P-256 sign (cryptography)", med("raw_sign"), "s"),
+        row("verify", "svid.verify, valid token", "raw_verify", Target("<=", 1.15)),
+        row(
+            "identity_verify",
+            "Identity.verify (with bundle stat)",
+            "raw_verify",
+            note="Identity.verify = one stat of the bundle file + svid.verify",
+        ),
+        row("pyjwt_decode", "reference: PyJWT decode ES256", "raw_verify"),
+        row("mint", "svid.mint", "raw_sign", Target("<=", 1.3)),
+        row(
+            "identity_token_uncached",
+            "Identity.token, cache miss",
+            "raw_sign",
+            note="cache miss = key file stat + audience check + svid.mint + cache insert",
+        ),
+        row(
+            "identity_token_cached",
+            "Identity.token, served from cache",
+            "raw_sign",
+            Target("<=", 0.1),
+            note="a cache hit still stats the key file, so a rotated key is noticed at once",
+        ),
+    ]
+    for size in SIZES:
+        key = "verify" if size == 2 else f"verify_{size}"
+        rows.append(
+            Row(
+                key=f"scale_{size}",
+                label=f"svid.verify, {size:,} identities",
+                value=med(key),
+                unit="s",
+                baseline=_BASE_LABELS["verify"],
+                baseline_value=med("verify"),
+                ratio=median_ratio(samples[key], samples["verify"]),
+                target=Target("band", 0.05),
+            )
+        )
+    rows += [
+        row("hostile_1mb", "reject: 1 MB token", "verify", Target("<", 0.5)),
+        row(
+            "hostile_unknown_kid",
+            "reject: unknown kid, 50 bound keys",
+            "verify",
+            Target("<", 0.5),
+        ),
+        row("hostile_nested", "reject: deeply nested JSON payload", "verify", Target("<", 0.5)),
+    ]
+    return rows
+
+
+_BASE_LABELS = {
+    "raw_verify": "raw verify",
+    "raw_sign": "raw sign",
+    "verify": "valid verify",
+}
