@@ -407,10 +407,11 @@ def _remove_empty_dirs(root: Root, directory: Path) -> None:
         try:
             os.rmdir(directory)
         except FileNotFoundError:
-            pass
+            pass  # Gone already (a re-run after a crash): its parent may be too.
         except OSError:
             return  # Not empty: a nested service or a foreign file lives there.
-        fsync_directory(directory.parent)
+        else:
+            fsync_directory(directory.parent)
         directory = directory.parent
 
 

@@ -494,6 +494,20 @@ def test_remove_service_removes_a_bundle_entry_without_files(root: Root) -> None
     assert bound(root, "orders") == []
 
 
+def test_remove_completes_when_the_directories_of_a_nested_service_are_gone(root: Root) -> None:
+    # Regression: a remove killed after its directories were removed but before
+    # the bundle was written left an entry whose parent directories are gone
+    # too; the re-run failed with "No such file or directory" and never
+    # unbound the key.
+    add_service(root, "team/c/d")
+    (root.services_path / "team" / "c" / "d" / "key.pem").unlink()
+    (root.services_path / "team" / "c" / "d" / "id").unlink()
+    for directory in ("team/c/d", "team/c", "team"):
+        (root.services_path / directory).rmdir()
+    remove_service(root, "team/c/d")
+    assert bound(root, "team/c/d") == []
+
+
 # -- listing, environment, identities -------------------------------------------------
 
 
