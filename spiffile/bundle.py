@@ -82,10 +82,14 @@ class _Foreign:
         self.value = value
 
 
-class _Jwk(tuple[str, str, str]):
-    """Parse-time stand-in for one producer-shaped JWK: ``(kid, x, y)``."""
+#: Heads the parse-time stand-in for one producer-shaped JWK, ``(_JWK, kid, x,
+#: y)``: an exact tuple (cheaper to build than a subclass), which no compact
+#: entry (strings only) can be mistaken for.
+_JWK: Final = object()
 
-    __slots__ = ()
+
+def _is_jwk(value: object) -> bool:
+    return type(value) is tuple and value[0] is _JWK
 
 
 def _jwk_dict(kid: str, x: str, y: str) -> dict[str, str]:
@@ -138,8 +142,11 @@ class _Compactor:
 
     The hook sees every JSON object, innermost first, without knowing where it
     sits; so it counts what it builds, and :meth:`accounted` then checks that
-    every :class:`_Jwk` ended inside a compact entry (or was turned back into
+    every JWK stand-in ended inside a compact entry (or was turned back into
     its dict) and every compact entry is a direct value of ``identities``.
+    (Stand-ins are told apart by their head, so an entry is never taken for
+    one; with that, the two counts matching leaves no stand-in anywhere and
+    no compact entry outside ``identities``.)
     When that does not hold (a JWK-shaped object elsewhere in the document,
     duplicate member names, ...), the caller parses again without the hook.
     """
@@ -166,7 +173,7 @@ class _Compactor:
                 and type(kid) is str
             ):
                 self.jwks += 1
-                return _Jwk((kid, x, y))
+                return (_JWK, kid, x, y)
             return obj
         keys = obj.get("keys")
         if type(keys) is not list or not keys:
@@ -174,18 +181,18 @@ class _Compactor:
         if size == 1:
             if len(keys) == 1:
                 first = keys[0]
-                if type(first) is _Jwk:
+                if type(first) is tuple and first[0] is _JWK:
                     self.used += 1
                     self.entries += 1
-                    return tuple(first)
-            elif all(type(jwk) is _Jwk for jwk in keys):
+                    return first[1:]
+            elif all(map(_is_jwk, keys)):
                 self.used += len(keys)
                 self.entries += 1
-                return tuple(item for jwk in keys for item in jwk)
+                return tuple(item for jwk in keys for item in jwk[1:])
         # Not compacted: put back any JWK stand-in as the dict it was.
         for index, jwk in enumerate(keys):
-            if type(jwk) is _Jwk:
-                keys[index] = _jwk_dict(*jwk)
+            if _is_jwk(jwk):
+                keys[index] = _jwk_dict(*jwk[1:])
                 self.used += 1
         return obj
 
