@@ -22,6 +22,8 @@ __all__ = ["HEAVY", "run"]
 
 #: Packages that ``spiffile --help`` should not need to import.
 HEAVY = ("cryptography", "jwt", "watchfiles", "anyio", "cffi", "_cffi_backend")
+#: Imports whose cumulative time the row's note shows.
+_WATCHED = ("spiffile.cli", "spiffile", "importlib.metadata", "click")
 
 
 def _command() -> list[str]:
@@ -38,28 +40,25 @@ def _runner(argv: list[str]) -> Op:
     return Op(" ".join(argv), call, 1, WALL_CLOCK)
 
 
-def imported_at_help() -> tuple[set[str], dict[str, float]]:
-    """What ``spiffile --help`` imports: every top-level package, and the
-    cumulative import time (s) of each module imported directly (not by
-    another module), from ``-X importtime``."""
+def imported_at_help() -> dict[str, float]:
+    """Every module ``spiffile --help`` imports, with its cumulative import time in seconds.
+
+    From ``-X importtime`` (``PYTHONPROFILEIMPORTTIME``): a module's
+    cumulative time includes the modules it imported first.
+    """
     env = dict(os.environ, PYTHONPROFILEIMPORTTIME="1")
     done = subprocess.run(
         _command(), env=env, check=True, capture_output=True, text=True, stdin=subprocess.DEVNULL
     )
-    packages: set[str] = set()
-    direct: dict[str, float] = {}
+    modules: dict[str, float] = {}
     for line in done.stderr.splitlines():
         parts = line.split("|")
         if not line.startswith("import time:") or len(parts) != 3:
             continue
         cumulative = parts[1].strip()
-        if not cumulative.isdigit():
-            continue  # The header line.
-        name = parts[2][1:]  # One space, then two per nesting level.
-        packages.add(name.strip().split(".")[0])
-        if not name.startswith(" "):
-            direct[name] = int(cumulative) / 1e6
-    return packages, direct
+        if cumulative.isdigit():  # Not the header line.
+            modules[parts[2].strip()] = int(cumulative) / 1e6
+    return modules
 
 
 def run(settings: Settings) -> list[Row]:
@@ -67,11 +66,12 @@ def run(settings: Settings) -> list[Row]:
     cli, bare = _runner(_command()), _runner([sys.executable, "-c", "pass"])
     library = _runner([sys.executable, "-c", "import spiffile"])
     samples = run_interleaved([cli, bare, library], 5 if settings.quick else 21)
-    packages, direct = imported_at_help()
-    heavy = sorted(name for name in packages if name in HEAVY)
-    slowest = sorted(direct.items(), key=lambda item: -item[1])[:4]
+    modules = imported_at_help()
+    heavy = sorted({name.split(".")[0] for name in modules} & set(HEAVY))
     note = "heavy imports at --help: " + (", ".join(heavy) if heavy else "none")
-    note += "; slowest imports: " + ", ".join(f"{n} {t * 1e3:.1f} ms" for n, t in slowest)
+    note += "; cumulative import time: " + ", ".join(
+        f"{name} {modules[name] * 1e3:.1f} ms" for name in _WATCHED if name in modules
+    )
     return [
         Row(
             "cli_startup",
@@ -82,7 +82,7 @@ def run(settings: Settings) -> list[Row]:
             baseline_value=statistics.median(samples[bare.name]),
             ratio=median_ratio(samples[cli.name], samples[bare.name]),
             note=note,
-            extra={"packages": sorted(packages), "direct_imports_s": direct, "heavy": heavy},
+            extra={"import_seconds": modules, "heavy": heavy},
         ),
         Row(
             "import_spiffile",
