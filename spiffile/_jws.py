@@ -10,8 +10,11 @@ hot path must cost little more than the ECDSA operation itself:
 * here a token is split once, each segment decoded once with a strict alphabet
   check, and the header of a known sender is served from a small cache.
 
-PyJWT still does what it does well: converting between the JWS raw signature
-and the DER form ``cryptography`` signs and verifies (``jwt.utils``).
+The conversion between the JWS raw signature and the DER form
+``cryptography`` signs and verifies is written by hand too, for the one
+shape P-256 produces (PyJWT's ``jwt.utils`` goes through Python ints: 1.4 µs
+against 0.4 µs each way); PyJWT's converter remains the fallback for any
+other DER shape.  ``python -m benchmarks`` measures all of it.
 """
 
 from __future__ import annotations
