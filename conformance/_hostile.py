@@ -218,6 +218,14 @@ def _structure(c: _Cases) -> None:
         reason="malformed",
         level="spiffile",
     )
+    c.add(
+        "payload-65-openers",
+        "A flat claim holding 64 empty arrays: 65 '[' and '{' in the payload, one over "
+        "the cap of 64 that bounds nesting (and its cost) before parsing.",
+        f.token(None, f.claims(x=[[] for _ in range(63)])),
+        reason="malformed",
+        level="spiffile",
+    )
     for length in (MAX_TOKEN_CHARS + 1, 4 * MAX_TOKEN_CHARS):
         c.add(
             f"oversize-{length}",

@@ -65,6 +65,19 @@ def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 _json = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_unique_members)
 
+#: At most this many '[' and '{' characters in a header or payload (PROFILE.md
+#: §5.4).  The JSON parser descends 50-80 ns per nesting level up to the
+#: recursion limit, so a payload of ~1000 nested arrays cost about two valid
+#: verifies to reject (issue #5); two ``str.count`` calls (~0.1 µs) bound the
+#: depth, and with it the cost, before any parsing.  A JWT-SVID's claims are
+#: flat: 64 leaves ample room for extra claims.
+MAX_JSON_OPENERS: Final = 64
+
+
+def _too_nested(text: str) -> bool:
+    return text.count("[") + text.count("{") > MAX_JSON_OPENERS
+
+
 # -- the verify hot path --------------------------------------------------------
 #
 # Measured on the reference machine (issue #5, ``python -m benchmarks``), per
@@ -125,6 +138,10 @@ def _parse_payload(data: bytes) -> dict[str, Any]:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return parse_json_object(data, "payload")
+    if _too_nested(text):
+        raise MalformedTokenError(
+            f"the payload holds more than {MAX_JSON_OPENERS} '[' and '{{' characters"
+        )
     if text[:1] == "{":
         try:
             value, end = _scan_plain(text, 0)
@@ -196,7 +213,10 @@ def split(token: str) -> tuple[str, str, str]:
 def parse_json_object(data: bytes, what: str) -> dict[str, Any]:
     """Strict JSON object: UTF-8, no NaN/Infinity, no duplicate members, no trailing data."""
     try:
-        value = _json.decode(data.decode("utf-8"))
+        text = data.decode("utf-8")
+        if _too_nested(text):
+            raise ValueError(f"more than {MAX_JSON_OPENERS} '[' and '{{' characters")
+        value = _json.decode(text)
     except (ValueError, RecursionError) as exc:
         raise MalformedTokenError(f"the {what} is not valid JSON") from exc
     if not isinstance(value, dict):

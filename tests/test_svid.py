@@ -966,3 +966,31 @@ def test_module_constants_match_the_contract() -> None:
     assert (svid.DEFAULT_TTL, svid.DEFAULT_LEEWAY) == (60, 30)
     assert svid.DEFAULT_MAX_LIFETIME == 3600
     assert svid.MAX_TOKEN_BYTES == 8192
+
+
+# -- the cap on '[' and '{' (PROFILE.md §5.4) -------------------------------------------------
+
+
+def test_a_payload_with_64_openers_is_accepted(example_realm: Realm) -> None:
+    key = example_realm.key(ORDERS)
+    extra = {"x": [[] for _ in range(62)]}  # 1 '{' + 1 + 62 '[' = 64
+    token = mint(key, kid_for(key.public_key()), ORDERS, BILLING, now=NOW, extra_claims=extra)
+    assert check(token, example_realm.bundle).claims["x"] == extra["x"]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"x": [[] for _ in range(63)]},
+        {"x": "[" * 64},
+        {"x": {"y": [{} for _ in range(70)]}},
+    ],
+    ids=["65-arrays", "brackets-in-a-string", "objects"],
+)
+def test_a_payload_with_more_than_64_openers_is_malformed(
+    example_realm: Realm, extra: dict[str, Any]
+) -> None:
+    key = example_realm.key(ORDERS)
+    token = mint(key, kid_for(key.public_key()), ORDERS, BILLING, now=NOW, extra_claims=extra)
+    with pytest.raises(MalformedTokenError, match="64"):
+        check(token, example_realm.bundle)
