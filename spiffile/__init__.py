@@ -9,7 +9,6 @@ says who is calling.
 from __future__ import annotations
 
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -53,7 +52,9 @@ _LOCATIONS = {
 
 def __getattr__(name: str) -> Any:
     if name == "__version__":
-        # importlib.metadata costs ~20 ms of CLI start-up: look it up on demand.
+        # importlib.metadata costs ~20 ms of CLI start-up: import it on demand.
+        from importlib.metadata import PackageNotFoundError, version
+
         try:
             found = version("spiffile")
         except PackageNotFoundError:  # pragma: no cover - a bare source tree
