@@ -973,7 +973,7 @@ def test_module_constants_match_the_contract() -> None:
 
 def test_a_payload_with_64_openers_is_accepted(example_realm: Realm) -> None:
     key = example_realm.key(ORDERS)
-    extra = {"x": [[] for _ in range(62)]}  # 1 '{' + 1 + 62 '[' = 64
+    extra: dict[str, Any] = {"x": [[] for _ in range(62)]}  # 1 '{' + 1 + 62 '[' = 64
     token = mint(key, kid_for(key.public_key()), ORDERS, BILLING, now=NOW, extra_claims=extra)
     assert check(token, example_realm.bundle).claims["x"] == extra["x"]
 
