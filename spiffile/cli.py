@@ -97,7 +97,12 @@ def token(audience: str, ttl: int) -> None:
     \b
     curl -H "Authorization: Bearer $(spiffile token -a spiffe://example.org/billing)" ...
     """
-    click.echo(_load_identity().token(audience=audience, ttl=ttl))
+    identity = _load_identity()
+    try:
+        text = identity.token(audience=audience, ttl=ttl)
+    except ValueError as exc:  # A ttl above the identity's lifetime cap.
+        raise click.BadParameter(one_line(str(exc)), param_hint="'--ttl'") from exc
+    click.echo(text)
 
 
 def _reject(exc: SpiffileError, as_json: bool) -> NoReturn:

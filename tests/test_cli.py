@@ -352,6 +352,14 @@ def test_token_and_verify_options(root: Path) -> None:
     assert_result_error(invoke("token", "-a", "not a spiffe id", env=orders_env))
 
 
+def test_token_ttl_above_the_lifetime_cap_is_a_usage_error(root: Path) -> None:
+    """The library refuses a ttl above max_lifetime (ValueError): one line, no traceback."""
+    for ttl in ("3601", "99999999999999999999"):
+        result = run("token", "-a", BILLING, "--ttl", ttl, env=env_of(root, "orders"))
+        assert "--ttl" in assert_one_line_error(result.returncode, result.stderr, exit_code=2)
+    assert ok(invoke("token", "-a", BILLING, "--ttl", "3600", env=env_of(root, "orders")))
+
+
 @pytest.mark.parametrize(
     ("mutate", "code"),
     [
