@@ -55,9 +55,12 @@ def add(root: Path | None, names: Sequence[str], as_json: bool) -> None:
 
     NAME may be nested (team/orders -> spiffe://TD/team/orders).
     """
+    from ._root import service_id
     from .provision import add_service
 
     opened = opened_root(root)
+    for name in names:
+        service_id(opened, name)  # Check every name first: a bad one adds none.
     infos = [add_service(opened, name) for name in names]
     if as_json:
         emit_json([info_json(info) for info in infos])

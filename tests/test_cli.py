@@ -231,6 +231,16 @@ def test_add_is_idempotent_and_supports_nested_names(root: Path) -> None:
     assert set(services(root)) == {"orders", "billing", "team/payments"}
 
 
+def test_add_with_one_bad_name_adds_none(root: Path) -> None:
+    """A failing `add good bad~` leaves the root as it was: every name is checked first."""
+    bundle = (root / "bundle.json").read_bytes()
+    too_long_for_the_id = "/".join(["x" * 200] * 10) + "/" + "y" * 22  # 2032: ID > 2048 bytes
+    for bad in ("bad~name", too_long_for_the_id, "good/id"):
+        assert_result_error(invoke("add", "--root", str(root), "good", bad))
+        assert not (root / "services" / "good").exists()
+        assert (root / "bundle.json").read_bytes() == bundle
+
+
 def test_rotate_keep_drop_prune_revoke(root: Path) -> None:
     first = services(root)["orders"]["kid"]
     kept = json.loads(ok(invoke("rotate", "--root", str(root), "orders", "--json")))
