@@ -35,9 +35,11 @@ Signature = tuple[int, int, int, int, int]
 #: Cap on any file a view reads: far above a 100k-identity bundle (~28 MB).
 MAX_FILE_BYTES: Final = 128 * 1024 * 1024
 # Racy window (the "racy git" problem): a file rewritten in place with the same
-# size within one timestamp tick of our read keeps the same signature.  While a
-# file's newest timestamp is this close to the moment we read it, each ``get``
-# compares the content as well.  Coarse file systems (whole-second or
+# size within one timestamp tick of our read keeps the same signature.  When a
+# file's newest timestamp was this close to the moment we read it, the next
+# ``get`` reads it again and compares the content, until a read happens
+# outside the window (the rewrite may have come inside the window, however
+# late the next ``get`` is).  Coarse file systems (whole-second or
 # whole-millisecond timestamps) get a wider window.
 _RACY_NS: Final = 20_000_000
 _RACY_COARSE_NS: Final = 2_000_000_000
@@ -98,6 +100,13 @@ def _signature(st: os.stat_result) -> Signature:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
+def _is_racy(signature: Signature, read_ns: int) -> bool:
+    """Whether a same-size rewrite after a read started at *read_ns* could keep *signature*."""
+    newest = max(signature[3], signature[4])
+    coarse = signature[3] % 1_000_000 == 0 and signature[4] % 1_000_000 == 0
+    return read_ns - newest < (_RACY_COARSE_NS if coarse else _RACY_NS)
+
+
 @dataclass(frozen=True)
 class FileStatus:
     """The health of one watched file, for ``Identity.status()``.
@@ -152,7 +161,8 @@ class FileView(Generic[T]):
         self.description = description
         self._lock = threading.Lock()
         self._signature: Signature | None = None
-        self._racy_until_ns = 0
+        # While racy, ``_raw`` holds the content last read for ``_signature``.
+        self._racy = False
         self._raw = b""
         self._reloads = 0
         self._failures = 0
@@ -160,9 +170,10 @@ class FileView(Generic[T]):
         self._failed_signature: Signature | None = None
         self._loaded_at = 0.0
         st = os.stat(self._path)
+        read_ns = time.time_ns()
         raw = read_file(self._path)
         self._value: T = parse(raw)
-        self._install(raw, self._value, _signature(st))
+        self._install(raw, self._value, _signature(st), read_ns)
 
     @property
     def path(self) -> str:
@@ -178,16 +189,8 @@ class FileView(Generic[T]):
         else:
             # _signature(st), inlined: this runs on every verify and token.
             signature = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-        if signature == self._signature:
-            racy_until = self._racy_until_ns
-            if not racy_until:
-                return self._value
-            if time.time_ns() >= racy_until:
-                # Past the window a same-signature rewrite is impossible: stop
-                # comparing content and drop the copy kept for it.
-                self._racy_until_ns = 0
-                self._raw = b""
-                return self._value
+        if signature == self._signature and not self._racy:
+            return self._value
         return self._reload(signature)
 
     def refresh(self) -> T:
@@ -210,27 +213,24 @@ class FileView(Generic[T]):
             failures=self._failures,
         )
 
-    def _install(self, raw: bytes, value: T, signature: Signature) -> None:
+    def _install(self, raw: bytes, value: T, signature: Signature, read_ns: int) -> None:
+        racy = _is_racy(signature, read_ns)
         self._value = value
-        self._signature = signature
+        # The raw bytes are only needed to compare content while racy;
+        # keeping them longer would double a large bundle's memory.
+        self._raw = raw if racy else b""
+        self._racy = racy
         self._loaded_at = self._clock()
         self._error = None
         self._failed_signature = None
-        newest = max(signature[3], signature[4])
-        coarse = signature[3] % 1_000_000 == 0 and signature[4] % 1_000_000 == 0
-        window = _RACY_COARSE_NS if coarse else _RACY_NS
-        now_ns = time.time_ns()
-        racy = now_ns - newest < window
-        self._racy_until_ns = newest + window if racy else 0
-        # The raw bytes are only needed to compare content inside the racy
-        # window; keeping them longer would double a large bundle's memory.
-        self._raw = raw if racy else b""
+        self._signature = signature  # Last: get() trusts it without the lock.
 
     def _reload(self, seen: Signature | None) -> T:
         with self._lock:
             try:
                 with open(self._path, "rb") as handle:
                     signature = _signature(os.fstat(handle.fileno()))
+                    read_ns = time.time_ns()
                     raw = handle.read(MAX_FILE_BYTES + 1)
                 if len(raw) > MAX_FILE_BYTES:
                     raise OSError(f"larger than {MAX_FILE_BYTES} bytes")
@@ -238,28 +238,37 @@ class FileView(Generic[T]):
                 self._fail(seen, f"cannot read {self._path}: {exc.strerror or exc}")
                 return self._value
             if signature == self._signature and self._raw and raw == self._raw:
-                # Racy re-check found the same content: nothing changed.
-                self._install(raw, self._value, signature)
+                # Racy re-check found the same content (good or bad): nothing
+                # changed.  Stop comparing once a read falls outside the window.
+                if not _is_racy(signature, read_ns):
+                    self._racy = False
+                    self._raw = b""
                 return self._value
             try:
                 value = self._parse(raw)
                 if self._accept is not None:
                     self._accept(self._value, value)
             except SpiffileError as exc:
-                self._fail(signature, str(exc))
+                self._fail(signature, str(exc), raw, read_ns)
                 return self._value
-            self._install(raw, value, signature)
+            self._install(raw, value, signature, read_ns)
             self._reloads += 1
             _log.info("spiffile: reloaded %s %s", self.description, self._path)
             return value
 
-    def _fail(self, signature: Signature | None, reason: str) -> None:
-        # Keep the last good value; warn once per distinct bad version.
+    def _fail(
+        self, signature: Signature | None, reason: str, raw: bytes = b"", read_ns: int = 0
+    ) -> None:
+        # Keep the last good value; warn once per distinct bad version.  A bad
+        # version read within its timestamp tick may be a writer's unfinished
+        # work: stay racy, so the next get() reads it again.
+        racy = signature is not None and bool(raw) and _is_racy(signature, read_ns)
+        self._raw = raw if racy else b""
+        self._racy = racy
+        self._signature = signature
         if self._failed_signature == signature and self._error is not None:
             return
         self._failed_signature = signature
-        self._signature = signature
-        self._racy_until_ns = 0
         self._error = reason
         self._failures += 1
         _log.warning(

@@ -267,3 +267,94 @@ def test_racy_window_catches_rewrites_a_coarse_clock_cannot_see(
     view = FileView(path, _parse, description="test")
     _rewrite_in_place(path, b"v2")
     assert view.get() == "v2"
+
+
+class _CoarseFileSystem:
+    """Timestamps of *path* that only move when the test says so, and a wall clock the test sets.
+
+    Stands for a file system whose clock did not tick between two writes: a
+    same-size rewrite in place then leaves (device, inode, size, mtime, ctime)
+    exactly as they were, and only the content tells the versions apart.
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, path: Path, stamp_ns: int) -> None:
+        from types import SimpleNamespace
+
+        from spiffile import files
+
+        self.stamp_ns = stamp_ns
+        self.now_ns = stamp_ns
+        real_stat, real_fstat = os.stat, os.fstat
+        watched = {str(path), os.fsencode(path)}
+        inode = real_stat(path).st_ino
+
+        def frozen(st: os.stat_result) -> os.stat_result:
+            if st.st_ino != inode:
+                return st
+            times = {"st_mtime_ns": self.stamp_ns, "st_ctime_ns": self.stamp_ns}
+            return os.stat_result(tuple(st), {"st_atime_ns": st.st_atime_ns, **times})
+
+        def stat(target: object, *args: object, **kwargs: object) -> os.stat_result:
+            st = real_stat(target, *args, **kwargs)  # type: ignore[arg-type]
+            return frozen(st) if target in watched else st
+
+        monkeypatch.setattr(os, "stat", stat)
+        monkeypatch.setattr(os, "fstat", lambda fd: frozen(real_fstat(fd)))
+        monkeypatch.setattr(files, "time", SimpleNamespace(time_ns=lambda: self.now_ns))
+
+
+def test_same_signature_rewrite_in_the_tick_is_seen_by_a_get_after_the_window(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Read within the tick of the last write, rewritten in the same tick, and
+    # the next get() comes long after: it must still compare the content once
+    # (the rewrite happened inside the window, not after it).
+    path = tmp_path / "f"
+    path.write_bytes(b"v1")
+    fs = _CoarseFileSystem(monkeypatch, path, time.time_ns())
+    fs.now_ns += 2_000_000
+    view = FileView(path, _parse, description="test")
+    _rewrite_in_place(path, b"v2")
+    fs.now_ns += 10 * 10**9
+    assert view.get() == "v2"
+    assert view.status().reloads == 1
+
+
+def test_racy_window_counts_from_the_read_not_from_the_end_of_parsing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A large bundle parses for longer than the window: the read was still
+    # within the tick of the write, so a same-tick rewrite must not be missed.
+    path = tmp_path / "f"
+    path.write_bytes(b"v1")
+    fs = _CoarseFileSystem(monkeypatch, path, time.time_ns())
+    fs.now_ns += 2_000_000
+
+    def slow_parse(data: bytes) -> str:
+        fs.now_ns += 10 * 10**9
+        return _parse(data)
+
+    view = FileView(path, slow_parse, description="test")
+    _rewrite_in_place(path, b"v2")
+    assert view.get() == "v2"
+
+
+def test_unusable_version_read_in_the_tick_is_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A non-atomic writer: the reader catches a half-written (unusable)
+    # version, the writer finishes within the same tick.  The view must not
+    # stay on the last good version and report the file unhealthy for good.
+    path = tmp_path / "f"
+    path.write_bytes(b"v1")
+    fs = _CoarseFileSystem(monkeypatch, path, time.time_ns() - 3600 * 10**9)
+    view = FileView(path, _parse, description="test")
+    fs.stamp_ns = fs.now_ns = time.time_ns()
+    _rewrite_in_place(path, b"x2")
+    fs.now_ns += 1_000_000
+    assert view.get() == "v1"
+    assert not view.status().healthy
+    _rewrite_in_place(path, b"v2")
+    fs.now_ns += 10 * 10**9
+    assert view.get() == "v2"
+    assert view.status().healthy
