@@ -199,7 +199,7 @@ class FileView(Generic[T]):
             signature: Signature | None = _signature(os.stat(self._path))
         except OSError:
             signature = None
-        return self._reload(signature)
+        return self._reload(signature, force=True)
 
     def status(self) -> FileStatus:
         """Whether the file on disk is what is being served."""
@@ -225,8 +225,12 @@ class FileView(Generic[T]):
         self._failed_signature = None
         self._signature = signature  # Last: get() trusts it without the lock.
 
-    def _reload(self, seen: Signature | None) -> T:
+    def _reload(self, seen: Signature | None, *, force: bool = False) -> T:
         with self._lock:
+            if not force and seen == self._signature and not self._racy:
+                # Another thread loaded (or refused) this version while we
+                # waited for the lock: one change, one read and one parse.
+                return self._value
             try:
                 with open(self._path, "rb") as handle:
                     signature = _signature(os.fstat(handle.fileno()))

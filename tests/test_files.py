@@ -358,3 +358,40 @@ def test_unusable_version_read_in_the_tick_is_read_again(
     fs.now_ns += 10 * 10**9
     assert view.get() == "v2"
     assert view.status().healthy
+
+
+def test_concurrent_gets_after_one_change_parse_it_once(tmp_path: Path) -> None:
+    # Threads that noticed the same change while another one was parsing it
+    # must not each parse the file again (a large bundle, many request
+    # threads): one change is one reload, in the count and in the log.
+    import threading
+
+    path = tmp_path / "f"
+    path.write_bytes(b"v1")
+    parsed: list[bytes] = []
+
+    def slow_parse(data: bytes) -> str:
+        parsed.append(data)
+        time.sleep(0.2)
+        return _parse(data)
+
+    view = FileView(path, slow_parse, description="test")
+    time.sleep(0.05)  # Leave the racy window of the first version.
+    view.get()
+    atomic_write(path, b"v2")
+    time.sleep(0.05)
+    start = threading.Barrier(8)
+    seen: list[str] = []
+
+    def worker() -> None:
+        start.wait()
+        seen.append(view.get())
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert seen == ["v2"] * 8
+    assert parsed == [b"v1", b"v2"]
+    assert view.status().reloads == 1
