@@ -165,6 +165,13 @@ def run(
     for directory in directories:
         if not os.path.isdir(directory):
             raise ConfigurationError(f"cannot watch {directory}: not a directory")
+        try:
+            directory.encode("utf-8")
+        except UnicodeEncodeError:
+            # watchfiles takes only UTF-8 paths; refuse before the child starts.
+            raise ConfigurationError(
+                f"cannot watch {directory!r}: the file watcher needs a UTF-8 path"
+            ) from None
 
     def relevant(_change: watchfiles.Change, path: str) -> bool:
         return os.path.abspath(path) in targets

@@ -209,6 +209,29 @@ def test_exec_errors_are_one_line(tmp_path: Path, root: Path) -> None:
     assert error(spiffile("exec", "--root", str(root), "ghost", "--", "true"), 1)
 
 
+def test_a_root_path_watchfiles_cannot_take_is_refused_before_the_child_starts(
+    tmp_path: Path,
+) -> None:
+    """A non-UTF-8 path works for the identity but not for watchfiles: one line, no child."""
+    root = tmp_path / os.fsdecode(b"identity-\xff")
+
+    def run(*args: str) -> tuple[int, str]:
+        command = [sys.executable, "-m", "spiffile", *args]
+        result = subprocess.run(command, env=clean_env(), capture_output=True, timeout=60)
+        return result.returncode, result.stderr.decode(errors="replace")
+
+    assert run("init", "--root", str(root), "--trust-domain", TD)[0] == 0
+    assert run("add", "--root", str(root), "orders")[0] == 0
+    marker = tmp_path / "started"
+    code = f"open({str(marker)!r}, 'w').close()"
+    status, stderr = run("exec", "--root", str(root), "orders", "--", sys.executable, "-c", code)
+    assert status == 1, stderr
+    assert "Traceback" not in stderr
+    assert len(stderr.strip().splitlines()) == 1
+    assert stderr.startswith("Error: cannot watch"), stderr
+    assert not marker.exists()
+
+
 def test_keyboard_interrupt_reaches_the_child_once(tmp_path: Path, root: Path) -> None:
     """Ctrl-C at a terminal signals the whole foreground group: exec must not add a second one."""
     script = tmp_path / "child.py"
