@@ -13,6 +13,7 @@ do, so that one bad entry cannot take verification down for everyone.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
@@ -474,9 +475,19 @@ class Bundle:
         return document
 
     def to_document(self) -> dict[str, Any]:
-        """The bundle as a JSON-ready dict; entries keep exactly what was read."""
-        document = self._head()
-        document["identities"] = {text: _stored(self._raw[text]) for text in sorted(self._raw)}
+        """The bundle as a JSON-ready dict; entries keep exactly what was read.
+
+        A fresh copy: editing it leaves this bundle unchanged, whether an
+        entry was stored compactly (expanded anew) or as parsed (deep-copied).
+        """
+        document = copy.deepcopy(self._head())
+        raw = self._raw
+        document["identities"] = {
+            text: _expand(raw[text])
+            if type(raw[text]) is tuple
+            else copy.deepcopy(_stored(raw[text]))
+            for text in sorted(raw)
+        }
         return document
 
     def to_json(self) -> bytes:

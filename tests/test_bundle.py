@@ -252,3 +252,23 @@ def test_lint_reports_duplicate_members_and_bad_json() -> None:
     assert lint_bundle(b'{"trust_domain": "a", "trust_domain": "b"}') != []
     assert lint_bundle(b"{") != []
     assert lint_bundle(b'{"spiffile_version": 2}') != []
+
+
+def test_to_document_is_a_copy_whatever_the_entry_shape(good: dict[str, Any]) -> None:
+    # ORDERS is in the producers' exact shape (stored compactly); BILLING's
+    # keys carry an extra member (stored as parsed).  Editing the returned
+    # document, as a producer building its next bundle does, must leave the
+    # bundle itself alone for both, as it does for the compact one.
+    good["identities"][BILLING]["keys"][0]["note"] = "extra member"
+    good["identities"][BILLING]["comment"] = ["kept"]
+    good["future_extension"] = {"anything": [1, 2]}
+    bundle = Bundle.parse(_encode(good))
+    before = bundle.to_json()
+    document = bundle.to_document()
+    for entry in document["identities"].values():
+        entry["keys"].clear()
+    document["identities"][BILLING]["comment"].append("edited")
+    document["future_extension"]["anything"].append(3)
+    assert bundle.to_json() == before
+    assert bundle.to_document() == json.loads(before)
+    assert len(bundle.keys_for(ORDERS)) == 1 and len(bundle.keys_for(BILLING)) == 2
