@@ -72,6 +72,25 @@ def _parse_key(data: bytes) -> _SigningKey:
     return _SigningKey(load_private_key_pem(data))
 
 
+def _parse_id_file(text: str, path: str | os.PathLike[str]) -> SpiffeId:
+    """The identity file's SPIFFE ID; its content is quoted only when it is one.
+
+    The file may be anything when a path is wrong: with SPIFFILE_ID_FILE and
+    SPIFFILE_KEY_FILE swapped, an error quoting its start would put a private
+    key into the logs.  Only a single line that at least starts like a SPIFFE
+    ID is shown, to point at the typo.
+    """
+    try:
+        return SpiffeId.parse(text)
+    except InvalidSpiffeIdError:
+        if "\n" not in text and "\r" not in text and text[:9].lower() == "spiffe://":
+            raise
+    raise InvalidSpiffeIdError(
+        f"identity file {os.fspath(path)} does not hold a SPIFFE ID: "
+        "it must be one line starting with 'spiffe://'"
+    ) from None
+
+
 def _refuse_rollback(current: Bundle, new: Bundle) -> None:
     # Extension `spiffe_sequence`: never go back to an older document.
     if current.sequence is not None and (new.sequence is None or new.sequence < current.sequence):
@@ -114,7 +133,7 @@ class Identity:
         """Load the three files; raise a :class:`SpiffileError` if any is unusable now."""
         try:
             raw_id = read_file(id_file, limit=_MAX_ID_FILE_BYTES)
-            self._id = SpiffeId.parse(raw_id.decode("utf-8").rstrip())
+            self._id = _parse_id_file(raw_id.decode("utf-8").rstrip(), id_file)
         except UnicodeDecodeError as exc:
             raise InvalidSpiffeIdError(f"identity file {os.fspath(id_file)} is not UTF-8") from exc
         except OSError as exc:

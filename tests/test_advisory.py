@@ -439,3 +439,38 @@ def test_typ_confusion(forge: Forge) -> None:
         with pytest.raises(HeaderError):
             check(forge.token(forge.header(typ=typ)), forge.realm.bundle)
     assert check(forge.token(forge.header(typ=DROP)), forge.realm.bundle) == SpiffeId(ORDERS)
+
+
+@pytest.mark.parametrize(
+    "key_format",
+    [serialization.PrivateFormat.PKCS8, serialization.PrivateFormat.TraditionalOpenSSL],
+    ids=["pkcs8", "sec1"],
+)
+def test_private_key_given_as_identity_file_is_not_quoted(
+    tmp_path: Any, key_format: serialization.PrivateFormat
+) -> None:
+    """Information exposure (CWE-209): swapped SPIFFILE_ID_FILE / SPIFFILE_KEY_FILE.
+
+    The identity file's content went into the error (80 characters): 3 bytes
+    of a PKCS#8 key's private scalar, 29 of a SEC1 key's 32, which leaves
+    2^24 guesses.  Errors name the file and never quote what is not an ID.
+    """
+    from spiffile.errors import InvalidSpiffeIdError
+    from spiffile.identity import Identity
+
+    key = generate_private_key()
+    pem = key.private_bytes(serialization.Encoding.PEM, key_format, serialization.NoEncryption())
+    (tmp_path / "key.pem").write_bytes(pem)
+    bundle = Bundle.empty("example.org").with_keys(ORDERS, [public_jwk(key.public_key())])
+    (tmp_path / "bundle.json").write_bytes(bundle.to_json())
+    env = {"SPIFFILE_DIR": str(tmp_path), "SPIFFILE_ID_FILE": str(tmp_path / "key.pem")}
+    with pytest.raises(InvalidSpiffeIdError) as caught:
+        Identity.from_env(env)
+    shown = "".join(str(exc) for exc in (caught.value, caught.value.__cause__) if exc)
+    body = b"".join(pem.splitlines()[1:-1]).decode()
+    assert not [i for i in range(len(body) - 8) if body[i : i + 8] in shown], shown
+    assert str(tmp_path / "key.pem") in str(caught.value)
+    # An identity file that does hold a (wrong) ID is still quoted, to help.
+    (tmp_path / "id").write_text("spiffe://Example.org/orders\n")
+    with pytest.raises(InvalidSpiffeIdError, match=r"Example\.org"):
+        Identity.from_dir(tmp_path)
