@@ -25,9 +25,11 @@ import json
 import os
 import selectors
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -218,12 +220,46 @@ def _expect(
 
 
 def run_demo(echo: Callable[[str], None] = print) -> None:
-    """Run the demo, printing each step; raise :class:`DemoFailedError` on a surprise."""
+    """Run the demo, printing each step; raise :class:`DemoFailedError` on a surprise.
+
+    SIGTERM or SIGHUP midway raise ``SystemExit(128 + n)`` after cleaning up.
+    """
+    started = time.monotonic()
+    with _exit_on_termination():
+        _run_demo(echo, started)
+
+
+@contextlib.contextmanager
+def _exit_on_termination() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into ``SystemExit(128 + n)`` while the demo runs.
+
+    Their default action kills the driver on the spot: the ``finally`` blocks
+    that stop the services and delete the temporary root (private keys
+    included) would never run.  Ctrl-C already unwinds as KeyboardInterrupt.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # Signal handlers can only be set from the main thread.
+        return
+    caught = (signal.SIGTERM, signal.SIGHUP)
+
+    def terminate(signum: int, _frame: Any) -> None:
+        for sig in caught:  # Let the cleanup finish undisturbed.
+            signal.signal(sig, signal.SIG_IGN)
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, terminate) for sig in caught}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run_demo(echo: Callable[[str], None], started: float) -> None:
     from .keys import generate_private_key, load_private_key_pem
     from .provision import add_service, init_root, load_identity, rotate_service
     from .svid import mint
 
-    started = time.monotonic()
     workdir = tempfile.mkdtemp(prefix="spiffile-demo-")
     try:
         root = init_root(Path(workdir) / "identity", TRUST_DOMAIN)

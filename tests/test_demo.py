@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 
 def test_demo_runs_end_to_end_and_cleans_up() -> None:
@@ -49,3 +54,65 @@ def test_demo_service_without_identity_fails_cleanly() -> None:
     assert result.returncode == 1
     assert result.stderr.startswith("Error: ") and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+_SELF_SIGNAL = r"""
+import os, signal, sys
+from spiffile.demo import run_demo
+
+def echo(line):
+    print(line, flush=True)
+    if line.startswith("\n1. "):  # Both services are up: interrupt the demo midway.
+        {kill}(signal.{signal})
+
+try:
+    run_demo(echo)
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+def _self_signal(kill: str, name: str) -> str:
+    return _SELF_SIGNAL.replace("{kill}", f"({kill})").replace("{signal}", name)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc")
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])
+def test_demo_interrupted_by_a_signal_cleans_up(tmp_path: Path, name: str) -> None:
+    """`kill PID` (or a closed terminal) midway: no temporary root with keys, no orphans."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("SPIFFILE_")}
+    # stderr to a file: orphaned services would hold a pipe open and hang the test.
+    with open(tmp_path / "stderr", "w+") as stderr:
+        result = subprocess.run(
+            [sys.executable, "-c", _self_signal("lambda s: os.kill(os.getpid(), s)", name)],
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            timeout=60,
+        )
+        stderr.seek(0)
+        errors = stderr.read()
+    root = re.search(r"identity root (\S+)/identity", result.stdout)
+    pids = [int(pid) for pid in re.findall(r" pid (\d+) ", result.stdout)]
+    assert root is not None and len(pids) == 2, result.stdout + errors
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    leftover = [pid for pid in pids if _alive(pid)]
+    for pid in leftover:
+        os.kill(pid, signal.SIGKILL)
+    left_root = Path(root.group(1)).exists()
+    shutil.rmtree(root.group(1), ignore_errors=True)
+    assert not leftover, "demo services left running"
+    assert not left_root, "temporary root (with private keys) left behind"
+    assert result.returncode == 128 + getattr(signal, name), result.stdout + errors
+    assert "Traceback" not in errors
