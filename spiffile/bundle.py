@@ -261,8 +261,10 @@ def _top_level(document: object) -> tuple[str, dict[str, Any], int | None, dict[
         raise InvalidBundleError("bundle document must be a JSON object")
     version = document.get("spiffile_version")
     if type(version) is not int or version != SPIFFILE_VERSION:
+        # Bounded: the message becomes a log line when a reload is refused.
+        shown = type(version).__name__ if isinstance(version, dict | list) else repr(version)
         raise InvalidBundleError(
-            f"unsupported spiffile_version {version!r}; this reader knows version 1"
+            f"unsupported spiffile_version {shown[:20]}; this reader knows version 1"
         )
     trust_domain = document.get("trust_domain")
     try:

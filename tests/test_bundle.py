@@ -272,3 +272,16 @@ def test_to_document_is_a_copy_whatever_the_entry_shape(good: dict[str, Any]) ->
     assert bundle.to_json() == before
     assert bundle.to_document() == json.loads(before)
     assert len(bundle.keys_for(ORDERS)) == 1 and len(bundle.keys_for(BILLING)) == 2
+
+
+@pytest.mark.parametrize("version", ["x" * 100_000, 10**4000, {"secret": "y" * 1000}])
+def test_rejected_document_is_not_quoted_in_the_error(version: Any) -> None:
+    # The error becomes a log line when a reloaded bundle is refused
+    # (PROFILE.md 7.3: name the file and the reason, quote none of its
+    # content): a huge value must not turn into a huge log line.
+    document = _document()
+    document["spiffile_version"] = version
+    with pytest.raises(InvalidBundleError) as caught:
+        Bundle.parse(_encode(document))
+    assert len(str(caught.value)) < 200
+    assert "unsupported spiffile_version" in str(caught.value)
