@@ -159,6 +159,10 @@ def _start(root: Any, name: str) -> _Service:
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         text=True,
+        # Out of the terminal's process group: a Ctrl-C reaches the driver only,
+        # which stops the services itself (a service interrupted while still
+        # importing would print a traceback).
+        start_new_session=True,
     )
     return _Service(name, process)
 
@@ -343,6 +347,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
         except (SpiffileError, OSError) as exc:
             print(f"Error: {exc}", file=sys.stderr)
             return 1
+        except KeyboardInterrupt:
+            return 130  # Ctrl-C: stop quietly, as the shell reports it.
         return 0
     try:
         run_demo()

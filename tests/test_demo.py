@@ -116,3 +116,44 @@ def test_demo_interrupted_by_a_signal_cleans_up(tmp_path: Path, name: str) -> No
     assert not left_root, "temporary root (with private keys) left behind"
     assert result.returncode == 128 + getattr(signal, name), result.stdout + errors
     assert "Traceback" not in errors
+
+
+def test_ctrl_c_midway_prints_no_traceback_from_the_services() -> None:
+    """Ctrl-C signals the terminal's whole process group: the services must stay quiet."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("SPIFFILE_")}
+    result = subprocess.run(
+        [sys.executable, "-c", _self_signal("lambda s: os.killpg(0, s)", "SIGINT")],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        start_new_session=True,  # The group of the interrupted "terminal": this run only.
+    )
+    assert result.returncode == 130, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    root = re.search(r"identity root (\S+)/identity", result.stdout)
+    assert root is not None and not Path(root.group(1)).exists()
+
+
+def test_demo_service_stops_quietly_on_ctrl_c(tmp_path: Path) -> None:
+    from spiffile.provision import add_service, init_root, service_env
+
+    root = init_root(tmp_path / "identity", "demo.example")
+    add_service(root, "orders")
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("SPIFFILE_")}
+    service = subprocess.Popen(
+        [sys.executable, "-m", "spiffile.demo", "serve"],
+        env={**environment, **service_env(root, "orders")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert service.stdout is not None and service.stdout.readline().startswith("READY ")
+        service.send_signal(signal.SIGINT)
+        _, errors = service.communicate(timeout=30)
+    finally:
+        if service.poll() is None:
+            service.kill()
+            service.communicate()
+    assert service.returncode == 130 and errors == "", errors
