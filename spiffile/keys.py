@@ -85,6 +85,10 @@ def load_private_key_pem(data: bytes) -> ec.EllipticCurvePrivateKey:
                 "the private key is encrypted; the profile needs an unencrypted key"
             )
         raise InvalidKeyError("not a PKCS#8 PEM private key ('-----BEGIN PRIVATE KEY-----')")
+    if data.count(b"-----BEGIN ") != 1:
+        # cryptography loads the first block, whatever its type (a SEC1 key
+        # before the PKCS#8 one passed the check above): one key, one block.
+        raise InvalidKeyError("the key file must hold exactly one PEM block")
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except TypeError as exc:

@@ -209,6 +209,16 @@ def _bad_pems(rsa_key: rsa.RSAPrivateKey) -> dict[str, bytes]:
         "truncated": b"\n".join(body[:3]) + b"\n-----END PRIVATE KEY-----\n",
         "no_footer": b"\n".join(body[:-2]) + b"\n",
         "utf16": good.decode("ascii").encode("utf-16"),
+        # The SEC1 block came first and was the one loaded, passing the
+        # "BEGIN PRIVATE KEY" check thanks to the block after it.
+        "sec1_then_pkcs8": p256.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+        + good,
+        # Which of two keys signs is anybody's guess: one key per key file.
+        "two_pkcs8_keys": good + _pkcs8(generate_private_key()),
     }
 
 
@@ -233,6 +243,8 @@ BAD_PEM_NAMES = [
     "truncated",
     "no_footer",
     "utf16",
+    "sec1_then_pkcs8",
+    "two_pkcs8_keys",
 ]
 
 
