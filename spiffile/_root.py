@@ -322,18 +322,26 @@ def init_root(
             os.chmod(root.path, _ROOT_DIR_MODE)
         elif not root.path.is_dir():
             raise ProvisionError(f"{root.path} exists and is not a directory")
+        if root.bundle_path.exists():
+            # Checked before the lock too: a directory that is not (or not
+            # our) root must not be left with a ``.lock`` file.
+            _check_existing_bundle(root)
         with root.lock():
             if root.bundle_path.exists():
-                existing = _parse_bundle(root.bundle_path, read_file(root.bundle_path))
-                if existing.trust_domain != root.trust_domain:
-                    raise TrustDomainMismatchError(
-                        f"{root.path} is already a root for trust domain "
-                        f"{existing.trust_domain}, not {root.trust_domain}"
-                    )
+                _check_existing_bundle(root)
             else:
                 root._write_bundle(Bundle.empty(root.trust_domain))
             _make_dir(root.services_path, _ROOT_DIR_MODE)
     return root
+
+
+def _check_existing_bundle(root: Root) -> None:
+    existing = _parse_bundle(root.bundle_path, read_file(root.bundle_path))
+    if existing.trust_domain != root.trust_domain:
+        raise TrustDomainMismatchError(
+            f"{root.path} is already a root for trust domain "
+            f"{existing.trust_domain}, not {root.trust_domain}"
+        )
 
 
 def open_root(path: str | os.PathLike[str], *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> Root:

@@ -145,6 +145,28 @@ def test_init_root_on_a_file_is_an_error(tmp_path: Path) -> None:
     assert target.read_text() == "x"
 
 
+@pytest.mark.parametrize(
+    ("bundle", "error"),
+    [
+        (b"{not json", InvalidBundleError),
+        (b'{"trust_domain": "other.org", "spiffile_version": 1, "identities": {}}', None),
+        (None, ProvisionError),  # bundle.json is a directory
+    ],
+)
+def test_init_root_that_fails_on_a_directory_leaves_no_lock_file(
+    tmp_path: Path, bundle: bytes | None, error: type[Exception] | None
+) -> None:
+    """A directory that is not (or not our) root gets nothing written, not even ``.lock``."""
+    if bundle is None:
+        (tmp_path / "bundle.json").mkdir()
+    else:
+        (tmp_path / "bundle.json").write_bytes(bundle)
+    before = sorted(os.listdir(tmp_path))
+    with pytest.raises(error or TrustDomainMismatchError):
+        init_root(tmp_path, TD)
+    assert sorted(os.listdir(tmp_path)) == before
+
+
 def test_open_root(root: Root, tmp_path: Path) -> None:
     opened = open_root(os.path.relpath(root.path))
     assert opened.path == root.path and opened.trust_domain == TD
