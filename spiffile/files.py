@@ -100,11 +100,19 @@ def _signature(st: os.stat_result) -> Signature:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
+#: Which timestamp of a signature tells when the file last changed: on POSIX
+#: ctime, which every write and every utime() sets from the kernel's clock;
+#: mtime can be set to anything (touch -d, rsync -t, a producer whose clock
+#: runs ahead), and a future mtime kept the file racy, read on every get().
+#: On Windows st_ctime is the creation time, so mtime it is.
+_CHANGE_STAMP: Final = 3 if os.name == "nt" else 4
+
+
 def _is_racy(signature: Signature, read_ns: int) -> bool:
     """Whether a same-size rewrite after a read started at *read_ns* could keep *signature*."""
-    newest = max(signature[3], signature[4])
-    coarse = signature[3] % 1_000_000 == 0 and signature[4] % 1_000_000 == 0
-    return read_ns - newest < (_RACY_COARSE_NS if coarse else _RACY_NS)
+    changed = signature[_CHANGE_STAMP]
+    coarse = changed % 1_000_000 == 0
+    return read_ns - changed < (_RACY_COARSE_NS if coarse else _RACY_NS)
 
 
 @dataclass(frozen=True)

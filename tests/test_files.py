@@ -395,3 +395,34 @@ def test_concurrent_gets_after_one_change_parse_it_once(tmp_path: Path) -> None:
     assert seen == ["v2"] * 8
     assert parsed == [b"v1", b"v2"]
     assert view.status().reloads == 1
+
+
+def test_future_mtime_does_not_make_every_get_read_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # rsync -t / cp -p from a host whose clock runs ahead, touch -d: the
+    # mtime lies in the future, which kept the file "racy" until then, so
+    # every verify read (and compared) the whole bundle.  Only ctime, which
+    # the kernel sets from its own clock on every change, says how recent
+    # the last write is.
+    path = tmp_path / "f"
+    path.write_bytes(b"v1")
+    future = time.time_ns() + 3600 * 10**9
+    os.utime(path, ns=(future, future))
+    time.sleep(0.05)
+    view = FileView(path, _parse, description="test")
+    opened: list[object] = []
+    real_open = open
+
+    def counting_open(*args: object, **kwargs: object) -> object:
+        opened.append(args)
+        return real_open(*args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr("builtins.open", counting_open)
+    for _ in range(10):
+        assert view.get() == "v1"
+    assert opened == []
+    # ctime still reveals a rewrite that restores the future mtime.
+    _rewrite_in_place(path, b"v2")
+    os.utime(path, ns=(future, future))
+    assert view.get() == "v2"
