@@ -123,6 +123,8 @@ def verify(token_text: str, audience: str | None, as_json: bool) -> None:
     Exits 1 with the reason on rejection.
     """
     if token_text == "-":
+        if sys.stdin is None:  # Started with stdin closed (`<&-`).
+            raise click.UsageError("stdin is closed: pass TOKEN, or pipe it to stdin")
         if sys.stdin.isatty():
             raise click.UsageError("pass TOKEN, or pipe it to stdin")
         token_text = sys.stdin.read()
@@ -183,9 +185,13 @@ def whoami(as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("bundle_file", metavar="BUNDLE", type=click.File("rb"))
+@click.argument(
+    "bundle_path",
+    metavar="BUNDLE",
+    type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+)
 @json_option
-def check(bundle_file: Any, as_json: bool) -> None:
+def check(bundle_path: str, as_json: bool) -> None:
     """Lint a bundle strictly; report every problem.
 
     BUNDLE is a file, or `-` for stdin.
@@ -195,15 +201,21 @@ def check(bundle_file: Any, as_json: bool) -> None:
     """
     from .bundle import lint_bundle
 
-    name = getattr(bundle_file, "name", "-")
-    name = name if isinstance(name, str) and name != "<stdin>" else "-"
+    name = bundle_path
+    if name == "-":
+        if sys.stdin is None:  # Started with stdin closed (`<&-`).
+            raise click.UsageError("stdin is closed: pass a BUNDLE file, or pipe it to stdin")
+        data = sys.stdin.buffer.read()
+    else:
+        with open(name, "rb") as handle:
+            data = handle.read()
     import logging
 
     logger = logging.getLogger("spiffile")
     previous = logger.level
     logger.setLevel(logging.ERROR)  # The problems are the output: no duplicate warnings.
     try:
-        problems = lint_bundle(bundle_file.read())
+        problems = lint_bundle(data)
     finally:
         logger.setLevel(previous)
     if as_json:

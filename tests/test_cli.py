@@ -403,6 +403,21 @@ def test_workload_commands_need_an_identity(tmp_path: Path) -> None:
     assert_result_error(invoke("whoami", env=broken))
 
 
+def test_closed_stdin_is_a_usage_error(root: Path) -> None:
+    """`verify` and `check -` started with no stdin at all (`<&-`): one line, no traceback."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("SPIFFILE_")}
+    for args in (["verify"], ["verify", "-"], ["check", "-"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "spiffile", *args],
+            env={**environment, **env_of(root, "billing")},
+            preexec_fn=lambda: os.close(0),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert "stdin" in assert_one_line_error(result.returncode, result.stderr, exit_code=2)
+
+
 # --- check -------------------------------------------------------------------------------------
 
 
