@@ -174,13 +174,15 @@ def verify(
     expected = audience if isinstance(audience, str) else str(audience)
     if token_audience != expected:
         raise AudienceError("the token is for another audience")
-    if expires <= now - leeway:
+    # Each check states what passes, so that a NaN now, leeway or max_lifetime
+    # (which compares false with everything) rejects instead of skipping it.
+    if not expires > now - leeway:
         raise ExpiredTokenError("the token has expired")
-    if not_before is not None and not_before > now + leeway:
+    if not_before is not None and not not_before <= now + leeway:
         raise NotYetValidError("the token is not valid yet ('nbf' in the future)")
-    if issued is not None and issued > now + leeway:
+    if issued is not None and not issued <= now + leeway:
         raise NotYetValidError("the token was issued in the future ('iat')")
-    if max_lifetime is not None and expires - now > max_lifetime + leeway:
+    if max_lifetime is not None and not expires - now <= max_lifetime + leeway:
         raise LifetimeError(
             f"the token stays valid for more than the verifier's cap of {max_lifetime:g} s"
         )

@@ -474,3 +474,20 @@ def test_private_key_given_as_identity_file_is_not_quoted(
     (tmp_path / "id").write_text("spiffe://Example.org/orders\n")
     with pytest.raises(InvalidSpiffeIdError, match=r"Example\.org"):
         Identity.from_dir(tmp_path)
+
+
+@pytest.mark.parametrize("option", ["now", "leeway", "max_lifetime"])
+def test_time_checks_fail_closed_on_nan(forge: Forge, option: str) -> None:
+    """Fail-open comparison (CWE-1025 / CWE-697): NaN compares false with everything.
+
+    Written as "reject if exp <= now - leeway", a NaN ``now``, ``leeway`` or
+    ``max_lifetime`` (a config value parsed with float(), a broken clock)
+    switched the expiry, not-before and lifetime checks off: a token expired
+    for a year verified.  The checks now accept only what passes them.
+    """
+    stale = forge.claims(iat=NOW - 400 * 86400, exp=NOW - 365 * 86400)
+    future = forge.claims(nbf=NOW + 86400, iat=NOW + 86400, exp=NOW + 2 * 86400)
+    eternal = forge.claims(exp=253402300799)
+    for claims in (stale, future, eternal):
+        with pytest.raises(InvalidTokenError):
+            check(forge.token(claims=claims), forge.realm.bundle, **{option: float("nan")})
