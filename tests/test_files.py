@@ -249,26 +249,6 @@ def test_parse_errors_are_spiffile_errors() -> None:
         _parse(b"x")
 
 
-def test_racy_window_catches_rewrites_a_coarse_clock_cannot_see(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Simulate a file system whose timestamps do not move between two writes
-    # (a coarse clock tick): the signature stays identical, only content differs.
-    from spiffile import files
-
-    frozen = time.time_ns()
-
-    def coarse_signature(st: os.stat_result) -> tuple[int, int, int, int, int]:
-        return (st.st_dev, st.st_ino, st.st_size, frozen, frozen)
-
-    monkeypatch.setattr(files, "_signature", coarse_signature)
-    path = tmp_path / "f"
-    path.write_bytes(b"v1")
-    view = FileView(path, _parse, description="test")
-    _rewrite_in_place(path, b"v2")
-    assert view.get() == "v2"
-
-
 class _CoarseFileSystem:
     """Timestamps of *path* that only move when the test says so, and a wall clock the test sets.
 
