@@ -11,6 +11,9 @@ Design notes:
 - The *parent directories* are watched, not the files: producers replace files
   by rename (atomic write), which gives the path a new inode, and a watch on
   the old inode would go silent after the first rotation.
+- Notifications are not relied on alone (PROFILE §7.2): every tick also
+  compares the files' ``stat`` signatures, symlinks followed, which is how the
+  swap of a Kubernetes volume's ``..data`` symlink shows up.
 - Changes are debounced: one rotation writes the bundle up to twice and the
   key once within milliseconds; the child gets one signal once no change has
   been seen for ``settle`` seconds.  A content hash of the three files is
@@ -119,6 +122,24 @@ def _content_hash(paths: Sequence[Path]) -> bytes:
     return digest.digest()
 
 
+def _signatures(paths: Sequence[Path]) -> tuple[tuple[int, ...] | None, ...]:
+    """What ``stat`` says of each file, symlinks followed (a missing file counts as a state).
+
+    Compared on every tick, it catches what the directory watch cannot: the
+    swap of a Kubernetes volume's ``..data`` symlink (the files' own names
+    never change), and file systems whose notifications get lost (PROFILE §7).
+    """
+    found: list[tuple[int, ...] | None] = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            found.append(None)
+        else:
+            found.append((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    return tuple(found)
+
+
 def _keyboard_reaches_child(signum: int) -> bool:
     """True when ``signum`` was most likely typed at the terminal.
 
@@ -176,6 +197,7 @@ def run(
     def relevant(_change: watchfiles.Change, path: str) -> bool:
         return os.path.abspath(path) in targets
 
+    seen = _signatures(files)
     baseline = _content_hash(files)
     started: list[subprocess.Popen[bytes]] = []
     pending: list[int] = []
@@ -220,6 +242,10 @@ def run(
                 if _content_hash(files) != baseline:
                     changed_at = now
             if changes:
+                changed_at = now
+            signatures = _signatures(files)
+            if signatures != seen:
+                seen = signatures
                 changed_at = now
             if child.poll() is not None:
                 break

@@ -123,7 +123,13 @@ class Child:
 
     def kill(self) -> None:
         if self.process.poll() is None:
-            self.process.kill()
+            # SIGTERM first: exec forwards it, so the child does not outlive a failed
+            # test holding the pipes open (communicate would wait for it forever).
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
         self.process.communicate()
 
 
@@ -162,6 +168,42 @@ def test_rotation_sends_one_settled_signal(
     assert status == 7  # The child's own status, after handling the forwarded SIGTERM.
     assert lines(child.log) == ["HUP", "TERM"]
     assert "sending SIGHUP" in stderr and "Traceback" not in stderr
+
+
+def _project(volume: Path, source: Path, revision: str) -> None:
+    """Publish *source*'s identity files the way a Kubernetes Secret volume does.
+
+    ``id -> ..data/id`` stays put; the update swaps the ``..data`` symlink to a
+    new timestamped directory by rename (kubelet's atomic writer).
+    """
+    target = volume / f"..{revision}"
+    target.mkdir(parents=True)
+    for name in ("id", "key.pem", "bundle.json"):
+        (target / name).write_bytes((source / name).read_bytes())
+    old = os.readlink(volume / "..data") if (volume / "..data").is_symlink() else None
+    os.symlink(target.name, volume / "..data_tmp")
+    os.rename(volume / "..data_tmp", volume / "..data")
+    for name in ("id", "key.pem", "bundle.json"):
+        if not (volume / name).is_symlink():
+            os.symlink(f"..data/{name}", volume / name)
+    if old is not None:
+        for stale in (volume / old).iterdir():
+            stale.unlink()
+        (volume / old).rmdir()
+
+
+def test_a_kubernetes_style_symlink_swap_is_noticed(
+    tmp_path: Path, root: Path, children: list[Child]
+) -> None:
+    """The files' own names never change there: only ``..data`` is replaced (PROFILE §7.1)."""
+    service, volume = root / "services" / "orders", tmp_path / "volume"
+    (service / "bundle.json").symlink_to(root / "bundle.json")  # Gather the three files.
+    _project(volume, service, "1")
+    child = Child(tmp_path, ["--settle", "0.2"], {"SPIFFILE_DIR": str(volume)})
+    children.append(child)
+    assert spiffile("rotate", "--root", str(root), "orders").returncode == 0
+    _project(volume, service, "2")
+    wait_for(lambda: lines(child.log) == ["HUP"], "SIGHUP after the volume's update")
 
 
 def test_passthrough_environment_and_custom_signal(
