@@ -244,7 +244,9 @@ def _exit_on_termination() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield  # Signal handlers can only be set from the main thread.
         return
-    caught = (signal.SIGTERM, signal.SIGHUP)
+    # Only where the default action would kill us: `nohup spiffile demo` keeps
+    # ignoring SIGHUP, and a handler set by an embedding program stays.
+    caught = [s for s in (signal.SIGTERM, signal.SIGHUP) if signal.getsignal(s) == signal.SIG_DFL]
 
     def terminate(signum: int, _frame: Any) -> None:
         for sig in caught:  # Let the cleanup finish undisturbed.

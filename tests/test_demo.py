@@ -118,6 +118,18 @@ def test_demo_interrupted_by_a_signal_cleans_up(tmp_path: Path, name: str) -> No
     assert "Traceback" not in errors
 
 
+def test_demo_under_nohup_still_ignores_sighup() -> None:
+    """The cleanup handler is only installed where SIGHUP would have killed the demo."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("SPIFFILE_")}
+    code = "import signal\nsignal.signal(signal.SIGHUP, signal.SIG_IGN)\n" + _self_signal(
+        "lambda s: os.kill(os.getpid(), s)", "SIGHUP"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=environment, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0 and "demo passed" in result.stdout, result.stdout + result.stderr
+
+
 def test_ctrl_c_midway_prints_no_traceback_from_the_services() -> None:
     """Ctrl-C signals the terminal's whole process group: the services must stay quiet."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("SPIFFILE_")}
