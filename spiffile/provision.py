@@ -28,7 +28,9 @@ three at once (reusing a key already staged).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -117,9 +119,18 @@ def _load_key(path: Path) -> ec.EllipticCurvePrivateKey | None:
     except FileNotFoundError:
         return None
     try:
-        return load_private_key_pem(data)
+        key = load_private_key_pem(data)
     except InvalidKeyError as exc:
         raise InvalidKeyError(f"{path}: {exc}") from exc
+    # A key file put in by hand may be readable by others: narrow it to 0600
+    # (removing access is always safe) rather than use it as it is.
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    if mode & 0o077:
+        os.chmod(path, 0o600)
+        logging.getLogger("spiffile").warning(
+            "spiffile: %s was mode %04o; narrowed to 0600 (a private key)", path, mode
+        )
+    return key
 
 
 def _bound_kids(bundle: Bundle, sid: SpiffeId) -> tuple[str, ...]:

@@ -751,3 +751,18 @@ def test_stale_temporary_files_of_a_killed_writer_are_swept(root: Root) -> None:
     add_service(root, "orders")
     assert not stale.exists()
     assert foreign.read_text() == "kept"
+
+
+def test_a_hand_placed_key_readable_by_others_is_narrowed_to_0600(
+    root: Root, caplog: pytest.LogCaptureFixture
+) -> None:
+    directory = root.services_path / "orders"
+    directory.mkdir(parents=True)
+    key_file = directory / "key.pem"
+    key_file.write_bytes(private_key_to_pem(generate_private_key()))
+    os.chmod(key_file, 0o644)
+    with caplog.at_level("WARNING", logger="spiffile"):
+        info = add_service(root, "orders")
+    assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
+    assert info.kid == kid_for(load_private_key_pem(key_file.read_bytes()).public_key())
+    assert any("narrowed to 0600" in r.getMessage() for r in caplog.records)
