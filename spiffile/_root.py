@@ -317,9 +317,14 @@ def init_root(
     root = Root(path, trust_domain, lock_timeout=lock_timeout)
     with _os_errors(root):
         if not root.path.exists():
-            os.makedirs(root.path, mode=_ROOT_DIR_MODE, exist_ok=True)
-            # makedirs applies the umask; a root must not be group/world writable.
-            os.chmod(root.path, _ROOT_DIR_MODE)
+            # Like `mkdir -p`, but every directory created gets exactly 0755
+            # whatever the umask: a group/world-writable parent would let
+            # others swap the root (os.makedirs gives parents 0777 & ~umask).
+            missing = [root.path, *(p for p in root.path.parents if not p.exists())]
+            for directory in reversed(missing):
+                with contextlib.suppress(FileExistsError):  # A concurrent init.
+                    os.mkdir(directory, _ROOT_DIR_MODE)
+                    os.chmod(directory, _ROOT_DIR_MODE)
         elif not root.path.is_dir():
             raise ProvisionError(f"{root.path} exists and is not a directory")
         if root.bundle_path.exists():

@@ -766,3 +766,13 @@ def test_a_hand_placed_key_readable_by_others_is_narrowed_to_0600(
     assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
     assert info.kid == kid_for(load_private_key_pem(key_file.read_bytes()).public_key())
     assert any("narrowed to 0600" in r.getMessage() for r in caplog.records)
+
+
+def test_init_creates_missing_parents_0755_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0)
+    try:
+        init_root(tmp_path / "a" / "b" / "identity", trust_domain="example.org")
+    finally:
+        os.umask(old)
+    for directory in ("a", "a/b", "a/b/identity"):
+        assert stat.S_IMODE(os.stat(tmp_path / directory).st_mode) == 0o755, directory
