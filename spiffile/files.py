@@ -311,15 +311,21 @@ class Watcher:
         import watchfiles  # Lazy: only push reload needs it.
 
         directories = sorted({os.path.dirname(os.path.abspath(v.path)) for v in self._views})
-        for _changes in watchfiles.watch(
-            *directories,
-            stop_event=self._stop,
-            debounce=self._debounce_ms,
-            raise_interrupt=False,
-            yield_on_timeout=False,
-        ):
-            for view in self._views:
-                view.refresh()
+        try:
+            for _changes in watchfiles.watch(
+                *directories,
+                stop_event=self._stop,
+                debounce=self._debounce_ms,
+                raise_interrupt=False,
+                yield_on_timeout=False,
+            ):
+                for view in self._views:
+                    view.refresh()
+        except (OSError, UnicodeError, RuntimeError) as exc:
+            # Push reload is an optimisation: every get() still checks the
+            # file, so losing the watch (a path watchfiles cannot encode, a
+            # directory that vanished) must not kill anything or go unsaid.
+            _log.warning("spiffile: push reload stopped, files are checked on use: %s", exc)
 
     def close(self) -> None:
         """Stop watching and wait for the thread to end."""

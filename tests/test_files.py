@@ -406,3 +406,20 @@ def test_future_mtime_does_not_make_every_get_read_the_file(
     _rewrite_in_place(path, b"v2")
     os.utime(path, ns=(future, future))
     assert view.get() == "v2"
+
+
+def test_watcher_that_cannot_watch_warns_and_the_view_still_follows_changes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # watchfiles cannot take a path that is not valid UTF-8.
+    directory = Path(os.fsdecode(bytes(tmp_path) + b"/not-utf8-\xff"))
+    directory.mkdir()
+    path = directory / "f"
+    path.write_bytes(b"v1")
+    view = FileView(path, _parse, description="test")
+    with caplog.at_level(logging.WARNING, logger="spiffile"):
+        watcher = Watcher([view])  # type: ignore[list-item]
+        watcher.close()
+    assert any("push reload stopped" in r.getMessage() for r in caplog.records)
+    atomic_write(path, b"v2")
+    assert view.get() == "v2"
