@@ -65,6 +65,7 @@ from spiffile.errors import (
     InvalidServiceNameError,
     KeyInUseError,
     NoStagedRotationError,
+    ProvisionError,
     ServiceNotFoundError,
     UnknownKeyError,
 )
@@ -169,6 +170,25 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
     atomic_write(path, private_key_to_pem(key), mode=KEY_MODE)
 
 
+def _check_owner(directory: Path, sid: SpiffeId) -> None:
+    """Refuse to touch a service directory whose ``id`` names another identity.
+
+    On a case-insensitive file system (macOS, Windows) ``orders`` and
+    ``Orders`` are one directory but two SPIFFE IDs: without this check,
+    ``add Orders`` would bind orders' key to a second identity and
+    ``remove Orders`` would delete orders' key.
+    """
+    try:
+        text = read_file(directory / ID_FILE, limit=4096).decode("utf-8", "replace").rstrip()
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if text != str(sid):
+        raise ProvisionError(
+            f"{directory} belongs to {text[:200]!r}, not {sid}: service names that differ only "
+            "in case share a directory on case-insensitive file systems"
+        )
+
+
 def _write_id(directory: Path, sid: SpiffeId) -> None:
     content = f"{sid}\n".encode()
     path = directory / ID_FILE
@@ -236,6 +256,7 @@ def add_service(root: RootLike, name: str) -> ServiceInfo:
     sid = service_id(root, name)
     with locked(root) as bundle:
         directory = ensure_service_dir(root, name)
+        _check_owner(directory, sid)
         sweep_stale_temporaries(directory)
         key = _load_key(directory / KEY_FILE)  # A corrupt key file stops us here.
         _write_id(directory, sid)
@@ -282,6 +303,7 @@ def _service_prelude(root: Root, bundle: Bundle, name: str) -> tuple[SpiffeId, P
     """Common start of every change to an existing service: its key, bound."""
     sid = service_id(root, name)
     directory = service_dir(root, name)
+    _check_owner(directory, sid)
     key = _require_key(directory, name)
     sweep_stale_temporaries(directory)
     return sid, directory, _bind(root, bundle, sid, key)
@@ -394,6 +416,7 @@ def remove_service(root: RootLike, name: str) -> None:
     sid = service_id(root, name)
     with locked(root) as bundle:
         directory = service_dir(root, name)
+        _check_owner(directory, sid)
         files = [directory / f for f in (STAGED_KEY_FILE, KEY_FILE, ID_FILE)]
         present = [path for path in files if os.path.lexists(path)]
         # Raw membership: a malformed entry for this ID must go as well.
@@ -462,8 +485,9 @@ def list_services(root: RootLike) -> list[ServiceInfo]:
 def service_env(root: RootLike, name: str) -> dict[str, str]:
     """The ``SPIFFILE_*_FILE`` variables (absolute paths) that make a workload *name*."""
     root = as_root(root)
-    service_id(root, name)
+    sid = service_id(root, name)
     directory = service_dir(root, name)
+    _check_owner(directory, sid)
     if not (directory / KEY_FILE).is_file():
         raise ServiceNotFoundError(f"no service {name!r} in this root (no {KEY_FILE})")
     return {

@@ -13,6 +13,7 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -776,3 +777,26 @@ def test_init_creates_missing_parents_0755_whatever_the_umask(tmp_path: Path) ->
         os.umask(old)
     for directory in ("a", "a/b", "a/b/identity"):
         assert stat.S_IMODE(os.stat(tmp_path / directory).st_mode) == 0o755, directory
+
+
+@pytest.mark.parametrize(
+    "operation",
+    ["add", "rotate", "stage", "prune", "remove", "env"],
+)
+def test_a_directory_holding_another_identity_is_not_touched(root: Root, operation: str) -> None:
+    # What a case-insensitive file system does to "orders" and "Orders":
+    # one directory, two identities.  Simulated by the id file naming another.
+    info = add_service(root, "orders")
+    (info.directory / "id").write_text("spiffe://example.org/Orders\n")
+    before = snapshot(root.path)
+    actions: dict[str, Callable[[], object]] = {
+        "add": lambda: add_service(root, "orders"),
+        "rotate": lambda: rotate_service(root, "orders"),
+        "stage": lambda: stage_rotation(root, "orders"),
+        "prune": lambda: prune_service(root, "orders"),
+        "remove": lambda: remove_service(root, "orders"),
+        "env": lambda: service_env(root, "orders"),
+    }
+    with pytest.raises(ProvisionError, match="case-insensitive"):
+        actions[operation]()
+    assert snapshot(root.path) == before
