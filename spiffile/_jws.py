@@ -19,10 +19,8 @@ other DER shape.  ``python -m benchmarks`` measures all of it.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
-import re
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, Final
@@ -38,16 +36,6 @@ _P256: Final = ec.SECP256R1()
 SIGNATURE_BYTES: Final = 64
 _HEADER_MEMBERS: Final = frozenset(("alg", "kid", "typ"))
 _TYPES: Final = ("JWT", "JOSE")
-# One regex checks the whole compact form: three non-empty segments of the
-# base64url alphabet, ASCII only, no padding, no whitespace anywhere.
-_COMPACT: Final = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)", re.ASCII)
-# The characters that may end a canonical segment, by length mod 4: the unused
-# low bits of the last character must be zero (RFC 4648 §3.5).
-_CANONICAL_LAST: Final = {
-    0: None,
-    2: frozenset("AQgw"),
-    3: frozenset("AEIMQUYcgkosw048"),
-}
 
 
 def _reject_constant(name: str) -> Any:
@@ -99,7 +87,9 @@ _ALPHABET: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456
 _TO_STANDARD: Final = bytes.maketrans(b"-_", b"+/")
 _TO_URLSAFE: Final = bytes.maketrans(b"+/", b"-_")
 _PADDING: Final = (b"", b"", b"==", b"=")
-# _CANONICAL_LAST as byte values; none of them is affected by _TO_STANDARD.
+# The characters that may end a canonical segment, by length mod 4: the unused
+# low bits of the last character must be zero (RFC 4648 §3.5).  None of them
+# is affected by _TO_STANDARD.
 _CANONICAL_LAST_BYTE: Final = {2: frozenset(b"AQgw"), 3: frozenset(b"AEIMQUYcgkosw048")}
 # The C scanner of a decoder without hooks (``scan_once`` is set in __init__).
 _scan_plain: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder(
@@ -179,35 +169,11 @@ def parse(token: str) -> tuple[str, dict[str, Any], bytes, bytes]:
     return kid, claims, raw[: len(header) + 1 + len(payload)], raw_to_der(raw_signature)
 
 
-def decode_segment(segment: str) -> bytes:
-    """Decode one segment already known to hold only base64url characters."""
-    rest = len(segment) % 4
-    if rest == 1:
-        raise MalformedTokenError("a token segment has an impossible base64url length")
-    last = _CANONICAL_LAST[rest]
-    if last is not None and segment[-1] not in last:
-        raise MalformedTokenError("a token segment is not canonical base64url")
-    try:
-        return base64.urlsafe_b64decode(segment + "==")
-    except binascii.Error as exc:  # Not reachable after the checks above; kept as a guard.
-        raise MalformedTokenError("a token segment is not base64url") from exc
-
-
 def encode_segment(data: bytes) -> str:
     """Unpadded base64url (through ``binascii`` directly: 0.30 µs against 0.38 µs)."""
     return (
         binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=").decode("ascii")
     )
-
-
-def split(token: str) -> tuple[str, str, str]:
-    """The three segments of a compact JWS, or :class:`MalformedTokenError`."""
-    match = _COMPACT.fullmatch(token)
-    if match is None:
-        raise MalformedTokenError(
-            "not a compact JWS: three base64url segments separated by '.', ASCII, no padding"
-        )
-    return match.group(1), match.group(2), match.group(3)
 
 
 def parse_json_object(data: bytes, what: str) -> dict[str, Any]:
@@ -225,18 +191,12 @@ def parse_json_object(data: bytes, what: str) -> dict[str, Any]:
 
 
 @lru_cache(maxsize=512)
-def header_kid(segment: str) -> str:
-    """Validate an encoded header and return its ``kid``.
+def _header_kid_standard(segment: bytes) -> str:
+    """Validate a header segment (already mapped to the standard alphabet); return its ``kid``.
 
     Cached: a verifier sees the same few headers (one per sender key) again
     and again.  Failures raise and are not cached.
     """
-    return _check_header(parse_json_object(decode_segment(segment), "header"))
-
-
-@lru_cache(maxsize=512)
-def _header_kid_standard(segment: bytes) -> str:
-    """:func:`header_kid` for a segment already mapped to the standard alphabet (cached too)."""
     return _check_header(parse_json_object(_decode_standard(segment), "header"))
 
 
