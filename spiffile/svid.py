@@ -150,25 +150,13 @@ def verify(
         raise
 
     # Steps 3 and 4: the signature, by a key bound to the subject, with ES256 only.
-    # (The first bound key carrying the header's kid is the usual case and is
-    # checked without going through _candidates; kids are unique per entry.)
-    keys = entry.keys
-    verified = False
-    if keys[0].kid == kid:
+    for key in _candidates(entry.keys, kid):
         try:
-            keys[0].public_key.verify(der, signing_input, _jws.ES256)
-            verified = True
+            key.public_key.verify(der, signing_input, _jws.ES256)
         except InvalidSignature:
-            pass
+            continue
+        break
     else:
-        for key in _candidates(keys, kid):
-            try:
-                key.public_key.verify(der, signing_input, _jws.ES256)
-            except InvalidSignature:
-                continue
-            verified = True
-            break
-    if not verified:
         raise SignatureError(f"signature does not verify with the keys bound to {subject[:200]}")
 
     expected = audience if isinstance(audience, str) else str(audience)
