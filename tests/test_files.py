@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from spiffile.errors import InvalidBundleError, SpiffileError
+from spiffile.errors import InvalidBundleError
 from spiffile.files import FileView, Watcher, atomic_write
 
 
@@ -95,12 +95,13 @@ def test_same_size_in_place_rewrite_within_one_millisecond_is_noticed(tmp_path: 
     path = tmp_path / "f"
     path.write_bytes(b"v1")
     view = FileView(path, _parse, description="test")
-    started = time.monotonic()
+    inode, size = os.stat(path).st_ino, os.stat(path).st_size
     for version in range(2, 10):
+        # Back to back, no sleep: each rewrite lands within the same millisecond
+        # as the read before it, same inode, same size.
         _rewrite_in_place(path, f"v{version}".encode())
+        assert (os.stat(path).st_ino, os.stat(path).st_size) == (inode, size)
         assert view.get() == f"v{version}"
-    # The point of the test: several rewrites in a very short time, each seen.
-    assert time.monotonic() - started < 5
 
 
 def test_rewrite_with_preserved_mtime_is_noticed(tmp_path: Path) -> None:
@@ -242,11 +243,6 @@ def test_watcher_reloads_without_being_asked(tmp_path: Path) -> None:
         assert view.status().reloads == 1
     finally:
         watcher.close()
-
-
-def test_parse_errors_are_spiffile_errors() -> None:
-    with pytest.raises(SpiffileError):
-        _parse(b"x")
 
 
 class _CoarseFileSystem:
