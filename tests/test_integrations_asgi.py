@@ -15,7 +15,6 @@ import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 import pytest
@@ -30,6 +29,7 @@ import websockets.exceptions
 import websockets.sync.client
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import Depends, FastAPI, Request, WebSocket
+from servicerealm import Realm, provision_realm
 
 from spiffile import svid
 from spiffile.identity import Identity
@@ -40,7 +40,7 @@ from spiffile.integrations.asgi import (
 )
 from spiffile.integrations.httpx import SpiffileAuth
 from spiffile.keys import kid_for, load_private_key_pem
-from spiffile.provision import Root, add_service, init_root, load_identity, rotate_service
+from spiffile.provision import Root, load_identity, rotate_service
 
 ORDERS = "spiffe://example.org/orders"
 BILLING = "spiffe://example.org/billing"
@@ -49,30 +49,9 @@ INVALID_BODY = {"error": "invalid_token"}
 VerifiedCaller = Annotated[svid.Caller, Depends(require_caller)]
 
 
-@dataclass
-class Realm:
-    root: Root
-    stranger_root: Root
-    orders: Identity
-    billing: Identity
-    ghost: Identity
-
-
 @pytest.fixture(scope="module")
 def realm(tmp_path_factory: pytest.TempPathFactory) -> Realm:
-    base = tmp_path_factory.mktemp("asgi")
-    root = init_root(base / "identity", "example.org")
-    for name in ("orders", "billing", "reports"):
-        add_service(root, name)
-    stranger_root = init_root(base / "stranger", "example.org")
-    add_service(stranger_root, "ghost")
-    return Realm(
-        root,
-        stranger_root,
-        load_identity(root, "orders"),
-        load_identity(root, "billing"),
-        load_identity(stranger_root, "ghost"),
-    )
+    return provision_realm(tmp_path_factory.mktemp("asgi"))
 
 
 def build_app(identity: Identity) -> Any:

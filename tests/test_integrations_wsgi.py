@@ -14,7 +14,6 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -24,13 +23,13 @@ import pytest
 pytest.importorskip("requests")
 
 import requests
+from servicerealm import Realm, provision_realm
 
 from spiffile import svid
-from spiffile.identity import Identity
 from spiffile.integrations.requests import SpiffileAuth
 from spiffile.integrations.wsgi import CALLER_KEY, SpiffileMiddleware, caller_from_environ
 from spiffile.keys import kid_for, load_private_key_pem
-from spiffile.provision import Root, add_service, init_root, load_identity, rotate_service
+from spiffile.provision import Root, load_identity, rotate_service
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -40,30 +39,9 @@ BILLING = "spiffe://example.org/billing"
 GATEWAY = "spiffe://example.org/gateway"
 
 
-@dataclass
-class Realm:
-    root: Root
-    stranger_root: Root
-    orders: Identity
-    billing: Identity
-    ghost: Identity
-
-
 @pytest.fixture(scope="module")
 def realm(tmp_path_factory: pytest.TempPathFactory) -> Realm:
-    base = tmp_path_factory.mktemp("wsgi")
-    root = init_root(base / "identity", "example.org")
-    for name in ("orders", "billing", "reports"):
-        add_service(root, name)
-    stranger_root = init_root(base / "stranger", "example.org")
-    add_service(stranger_root, "ghost")
-    return Realm(
-        root,
-        stranger_root,
-        load_identity(root, "orders"),
-        load_identity(root, "billing"),
-        load_identity(stranger_root, "ghost"),
-    )
+    return provision_realm(tmp_path_factory.mktemp("wsgi"))
 
 
 def whoami(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
