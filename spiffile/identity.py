@@ -136,7 +136,7 @@ class Identity:
             self._id = _parse_id_file(raw_id.decode("utf-8").rstrip(), id_file)
         except UnicodeDecodeError as exc:
             raise InvalidSpiffeIdError(f"identity file {os.fspath(id_file)} is not UTF-8") from exc
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path.
             raise ConfigurationError(f"cannot read identity file: {exc}") from exc
         self._id_text = str(self._id)
         self._clock = clock
@@ -149,7 +149,7 @@ class Identity:
         self._watcher: Watcher | None = None
         try:
             self._key_view = FileView(key_file, _parse_key, description="key", clock=clock)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path.
             raise ConfigurationError(f"cannot read key file: {exc}") from exc
         try:
             self._bundle_view = FileView(
@@ -159,7 +159,7 @@ class Identity:
                 accept=_refuse_rollback,
                 clock=clock,
             )
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path.
             raise ConfigurationError(f"cannot read bundle file: {exc}") from exc
         bundle = self._bundle_view.get()
         if bundle.trust_domain != self._id.trust_domain:

@@ -334,3 +334,11 @@ def test_watch_reloads_in_the_background(world: World) -> None:
             time.sleep(0.02)
         assert billing._bundle_view.status().reloads == 1
         assert billing.bundle.sequence == 7
+
+
+@pytest.mark.parametrize("which", [0, 1, 2])
+def test_a_path_with_a_nul_byte_is_a_configuration_error(world: World, which: int) -> None:
+    files = [str(path) for path in world.files("orders")]
+    files[which] += "\x00"
+    with pytest.raises(ConfigurationError):
+        Identity.from_files(*files)
