@@ -93,6 +93,12 @@ def step(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _refuse_nul(path: str | os.PathLike[str]) -> None:
+    # The OS cannot name such a path; say so as our error, not os's ValueError.
+    if "\0" in os.fsdecode(path):
+        raise ProvisionError("an identity root path cannot contain a NUL byte")
+
+
 class Root:
     """An identity root on disk.  Build it with :func:`init_root` or :func:`open_root`."""
 
@@ -104,6 +110,7 @@ class Root:
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     ) -> None:
         """Describe the root at *path*; does not touch the disk."""
+        _refuse_nul(path)
         self.path = Path(os.path.abspath(path))
         self.trust_domain = validate_trust_domain(trust_domain)
         self.bundle_path = self.path / BUNDLE_FILE
@@ -351,6 +358,7 @@ def _check_existing_bundle(root: Root) -> None:
 
 def open_root(path: str | os.PathLike[str], *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> Root:
     """Open an existing root; :class:`RootNotFoundError` if *path* is not one."""
+    _refuse_nul(path)
     absolute = Path(os.path.abspath(path))
     bundle_path = absolute / BUNDLE_FILE
     try:

@@ -800,3 +800,10 @@ def test_a_directory_holding_another_identity_is_not_touched(root: Root, operati
     with pytest.raises(ProvisionError, match="case-insensitive"):
         actions[operation]()
     assert snapshot(root.path) == before
+
+
+def test_a_root_path_with_a_nul_byte_is_a_provision_error(tmp_path: Path) -> None:
+    with pytest.raises(ProvisionError, match="NUL"):
+        init_root(f"{tmp_path}/x\x00", "example.org")
+    with pytest.raises(ProvisionError, match="NUL"):
+        open_root(f"{tmp_path}/x\x00")
