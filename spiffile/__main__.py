@@ -1,6 +1,6 @@
 """``python -m spiffile``: the same command line as the ``spiffile`` script."""
 
-from .cli import main
+from spiffile.cli import main
 
 if __name__ == "__main__":
     main()

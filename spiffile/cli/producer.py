@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from ._cli_common import (
+from spiffile.cli._options import (
     emit_json,
     info_json,
     json_option,
@@ -31,7 +31,7 @@ __all__ = ["COMMANDS"]
 @json_option
 def init(root: Path | None, trust_domain: str, as_json: bool) -> None:
     """Create an identity root (idempotent for the same domain)."""
-    from .provision import init_root
+    from spiffile.provision import init_root
 
     created = init_root(need_root(root), trust_domain)
     if as_json:
@@ -55,8 +55,8 @@ def add(root: Path | None, names: Sequence[str], as_json: bool) -> None:
 
     NAME may be nested (team/orders -> spiffe://TD/team/orders).
     """
-    from ._root import service_id
-    from .provision import add_service
+    from spiffile.provision import add_service
+    from spiffile.provision.root import service_id
 
     opened = opened_root(root)
     for name in names:
@@ -88,7 +88,7 @@ def rotate(
     bundle reaches other hosts later than the key does, rotate in two phases:
     --stage, wait until every verifier has the new bundle, --commit, prune.
     """
-    from .provision import commit_rotation, rotate_service, service_info, stage_rotation
+    from spiffile.provision import commit_rotation, rotate_service, service_info, stage_rotation
 
     if sum((drop_old, stage, commit)) > 1:
         raise click.UsageError("--drop-old, --stage and --commit are mutually exclusive")
@@ -119,7 +119,7 @@ def revoke(root: Path | None, name: str, kid: str) -> None:
 
     The current signing key cannot be revoked: rotate first.
     """
-    from .provision import revoke_key
+    from spiffile.provision import revoke_key
 
     revoke_key(opened_root(root), name, kid)
     click.echo(f"revoked kid {kid} of {name}")
@@ -134,7 +134,7 @@ def prune(root: Path | None, name: str, as_json: bool) -> None:
 
     Every bound key except the current (and a staged) one is removed.
     """
-    from .provision import prune_service
+    from spiffile.provision import prune_service
 
     removed = prune_service(opened_root(root), name)
     if as_json:
@@ -150,7 +150,7 @@ def prune(root: Path | None, name: str, as_json: bool) -> None:
 @name_argument
 def remove(root: Path | None, name: str) -> None:
     """Remove a service: bundle entry (every key) and files."""
-    from .provision import remove_service
+    from spiffile.provision import remove_service
 
     remove_service(opened_root(root), name)
     click.echo(f"removed {name}")
@@ -161,7 +161,7 @@ def remove(root: Path | None, name: str) -> None:
 @json_option
 def list_(root: Path | None, as_json: bool) -> None:
     """List the services of a root."""
-    from .provision import list_services
+    from spiffile.provision import list_services
 
     infos = list_services(opened_root(root))
     if as_json:
@@ -209,7 +209,7 @@ def env(root: Path | None, name: str, fmt: str) -> None:
     eval "$(spiffile env orders)"
     spiffile env orders --format dotenv > orders.env
     """
-    from .provision import service_env
+    from spiffile.provision import service_env
 
     variables = service_env(opened_root(root), name)
     if fmt == "json":
@@ -240,7 +240,7 @@ def export(root: Path | None, name: str, fmt: str, namespace: str | None) -> Non
     kubernetes: a Secret (id and key), a ConfigMap (bundle) and the env vars
     and volume mounts that wire them, ready for `kubectl apply -f -`.
     """
-    from .provision import export_kubernetes
+    from spiffile.provision import export_kubernetes
 
     click.echo(export_kubernetes(opened_root(root), name, namespace=namespace), nl=False)
 
@@ -254,9 +254,9 @@ def export_jwks(root: Path | None, name: str) -> None:
     For verifiers that speak the SPIFFE bundle format rather than spiffile's
     per-identity document.
     """
-    from .bundle import Bundle, spiffe_jwt_bundle
-    from .files import read_file
-    from .provision import service_info
+    from spiffile.bundle import Bundle, spiffe_jwt_bundle
+    from spiffile.files import read_file
+    from spiffile.provision import service_info
 
     opened = opened_root(root)
     info = service_info(opened, name)

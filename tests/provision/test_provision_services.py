@@ -372,7 +372,7 @@ def test_every_bundle_write_increases_the_sequence(
             written.append(json.loads(data)["spiffe_sequence"])
         real(path, data, mode=mode)
 
-    monkeypatch.setattr("spiffile._root.atomic_write", recording)
+    monkeypatch.setattr("spiffile.provision.root.atomic_write", recording)
     add_service(root, "orders")
     add_service(root, "billing")
     old = service_info(root, "orders").kid

@@ -45,7 +45,7 @@ def test_demo_runs_end_to_end_and_cleans_up() -> None:
 def test_demo_service_without_identity_fails_cleanly() -> None:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("SPIFFILE_")}
     result = subprocess.run(
-        [sys.executable, "-m", "spiffile.demo", "serve"],
+        [sys.executable, "-m", "spiffile.cli.demo", "serve"],
         env=environment,
         capture_output=True,
         text=True,
@@ -58,7 +58,7 @@ def test_demo_service_without_identity_fails_cleanly() -> None:
 
 _SELF_SIGNAL = r"""
 import os, signal, sys
-from spiffile.demo import run_demo
+from spiffile.cli.demo import run_demo
 
 def echo(line):
     print(line, flush=True)
@@ -154,7 +154,7 @@ def test_demo_service_stops_quietly_on_ctrl_c(tmp_path: Path) -> None:
     add_service(root, "orders")
     environment = {k: v for k, v in os.environ.items() if not k.startswith("SPIFFILE_")}
     service = subprocess.Popen(
-        [sys.executable, "-m", "spiffile.demo", "serve"],
+        [sys.executable, "-m", "spiffile.cli.demo", "serve"],
         env={**environment, **service_env(root, "orders")},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -40,7 +40,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 
-from .errors import ConfigurationError
+from spiffile.errors import ConfigurationError
 
 __all__ = [
     "DEFAULT_SETTLE",
@@ -72,7 +72,7 @@ def identity_paths_from_env(env: Mapping[str, str]) -> list[Path]:
     Each explicit ``SPIFFILE_*_FILE`` variable wins over ``SPIFFILE_DIR`` for
     its own file (profile, "Files a workload reads").
     """
-    from .identity import DIR_NAMES, ENV_DIR
+    from spiffile.identity import DIR_NAMES, ENV_DIR
 
     directory = env.get(ENV_DIR) or None
     paths: list[Path] = []

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from .errors import SpiffileError
+from spiffile.errors import SpiffileError
 
 if TYPE_CHECKING:
-    from .provision import Root, ServiceInfo
+    from spiffile.provision import Root, ServiceInfo
 
 __all__ = [
     "SpiffileGroup",
@@ -115,7 +115,7 @@ def complete_service(
     if not root:
         return []
     try:
-        from .provision import list_services, open_root
+        from spiffile.provision import list_services, open_root
 
         # A producer holding the lock must not freeze the user's shell.
         names = [info.name for info in list_services(open_root(root, lock_timeout=0.5))]
@@ -146,7 +146,7 @@ def need_root(root: Path | None) -> Path:
 
 
 def opened_root(root: Path | None) -> Root:
-    from .provision import open_root
+    from spiffile.provision import open_root
 
     return open_root(need_root(root))
 

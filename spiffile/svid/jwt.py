@@ -17,7 +17,6 @@ from typing import Any, Final
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from spiffile import _jws
 from spiffile.bundle import BoundKey, Bundle
 from spiffile.errors import (
     AudienceError,
@@ -32,6 +31,7 @@ from spiffile.errors import (
     UnknownIdentityError,
 )
 from spiffile.spiffe_id import SpiffeId
+from spiffile.svid import _jws
 
 __all__ = [
     "DEFAULT_LEEWAY",

@@ -19,7 +19,8 @@ import pytest
 
 from spiffile.errors import ExportError, ServiceNotFoundError
 from spiffile.identity import Identity
-from spiffile.kubernetes import (
+from spiffile.provision import Root, add_service, export_kubernetes, init_root, load_identity
+from spiffile.provision.kubernetes import (
     BUNDLE_MOUNT,
     IDENTITY_MOUNT,
     Node,
@@ -28,7 +29,6 @@ from spiffile.kubernetes import (
     secret_name,
     to_yaml,
 )
-from spiffile.provision import Root, add_service, export_kubernetes, init_root, load_identity
 
 TD = "example.org"
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")

@@ -5,7 +5,7 @@ happen, and the demo fails (exit 1) if it does not.
 
 - A temporary root is provisioned with the provisioning API.
 - ``orders`` and ``billing`` run as separate processes (``python -m
-  spiffile.demo serve NAME``) on 127.0.0.1, each with only its own
+  spiffile.cli.demo serve NAME``) on 127.0.0.1, each with only its own
   ``SPIFFILE_*`` environment from :func:`spiffile.provision.service_env` and
   :meth:`Identity.from_env`, as a real deployment would run them.
 - Each service answers ``GET /`` by verifying the bearer token and naming the
@@ -72,8 +72,8 @@ def _http_get(url: str, bearer: str | None = None) -> tuple[int, dict[str, Any]]
 
 def serve(host: str = "127.0.0.1", port: int = 0) -> None:
     """Serve the demo endpoints with the identity from the environment until killed."""
-    from .errors import SpiffileError
-    from .identity import Identity
+    from spiffile.errors import SpiffileError
+    from spiffile.identity import Identity
 
     identity = Identity.from_env()
 
@@ -141,7 +141,7 @@ class _Service:
 
 
 def _service_environment(root: Any, name: str) -> dict[str, str]:
-    from .provision import service_env
+    from spiffile.provision import service_env
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("SPIFFILE_")}
     env.update(service_env(root, name))
@@ -154,7 +154,7 @@ def _service_environment(root: Any, name: str) -> dict[str, str]:
 
 def _start(root: Any, name: str) -> _Service:
     process = subprocess.Popen(
-        [sys.executable, "-m", "spiffile.demo", "serve"],
+        [sys.executable, "-m", "spiffile.cli.demo", "serve"],
         env=_service_environment(root, name),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -262,9 +262,9 @@ def _exit_on_termination() -> Iterator[None]:
 
 
 def _run_demo(echo: Callable[[str], None], started: float) -> None:
-    from .keys import generate_private_key, load_private_key_pem
-    from .provision import add_service, init_root, load_identity, rotate_service
-    from .svid import mint
+    from spiffile.keys import generate_private_key, load_private_key_pem
+    from spiffile.provision import add_service, init_root, load_identity, rotate_service
+    from spiffile.svid import mint
 
     workdir = tempfile.mkdtemp(prefix="spiffile-demo-")
     try:
@@ -335,14 +335,14 @@ def _run_demo(echo: Callable[[str], None], started: float) -> None:
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m spiffile.demo")
+    parser = argparse.ArgumentParser(prog="python -m spiffile.cli.demo")
     sub = parser.add_subparsers(dest="command", required=True)
     serve_parser = sub.add_parser("serve", help="serve the demo endpoints (SPIFFILE_* env)")
     serve_parser.add_argument("--port", type=int, default=0)
     sub.add_parser("run", help="run the demo (same as `spiffile demo`)")
     args = parser.parse_args(argv)
     if args.command == "serve":
-        from .errors import SpiffileError
+        from spiffile.errors import SpiffileError
 
         try:
             serve(port=args.port)

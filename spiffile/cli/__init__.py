@@ -27,7 +27,7 @@ from typing import Any, NoReturn
 
 import click
 
-from ._cli_common import (
+from spiffile.cli._options import (
     SpiffileGroup,
     complete_service,
     describe,
@@ -37,8 +37,8 @@ from ._cli_common import (
     opened_root,
     root_option,
 )
-from ._cli_producer import COMMANDS
-from .errors import InvalidTokenError, SpiffileError, UnknownIdentityError
+from spiffile.cli.producer import COMMANDS
+from spiffile.errors import InvalidTokenError, SpiffileError, UnknownIdentityError
 
 __all__ = ["cli", "main"]
 
@@ -81,7 +81,7 @@ for _command in COMMANDS:
 
 
 def _load_identity() -> Any:
-    from .identity import Identity
+    from spiffile.identity import Identity
 
     return Identity.from_env()
 
@@ -199,7 +199,7 @@ def check(bundle_path: str, as_json: bool) -> None:
     Consumers skip a malformed identity entry with a warning; producers
     should never write one.  Exits 1 if there is any problem.
     """
-    from .bundle import lint_bundle
+    from spiffile.bundle import lint_bundle
 
     name = bundle_path
     if name == "-":
@@ -278,7 +278,7 @@ def exec_(
     the current SPIFFILE_* environment is passed through.  SIGINT and SIGTERM
     are forwarded; the exit status is CMD's (128+N if killed by signal N).
     """
-    from . import exec_ as runner
+    from spiffile.cli import exec as runner
 
     command = ctx.meta.get("spiffile.exec.command")
     if not command:
@@ -286,7 +286,7 @@ def exec_(
     reload_signal = runner.parse_signal(signal_name)
     environment = dict(os.environ)
     if name is not None:
-        from .provision import service_env
+        from spiffile.provision import service_env
 
         environment.pop("SPIFFILE_DIR", None)
         environment.update(service_env(opened_root(root), name))
@@ -294,7 +294,7 @@ def exec_(
         raise click.UsageError("--root needs a service NAME")
     files = runner.identity_paths_from_env(environment)
     # Fail before starting CMD if the identity is unusable, with the library's reason.
-    from .identity import Identity
+    from spiffile.identity import Identity
 
     Identity.from_env(environment)
     try:
@@ -324,7 +324,7 @@ def demo() -> None:
     without restart, then cleans up.  Exits 1 if anything does not happen as
     expected.
     """
-    from .demo import DemoFailedError, run_demo
+    from spiffile.cli.demo import DemoFailedError, run_demo
 
     try:
         run_demo(click.echo)

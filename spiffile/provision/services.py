@@ -37,7 +37,26 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from spiffile._root import (
+from spiffile.bundle import MAX_BUNDLE_BYTES, Bundle
+from spiffile.errors import (
+    InvalidKeyError,
+    InvalidServiceNameError,
+    KeyInUseError,
+    NoStagedRotationError,
+    ProvisionError,
+    ServiceNotFoundError,
+    UnknownKeyError,
+)
+from spiffile.files import atomic_write, fsync_directory, read_file
+from spiffile.keys import (
+    generate_private_key,
+    kid_for,
+    load_private_key_pem,
+    private_key_to_pem,
+    public_jwk,
+)
+from spiffile.provision.kubernetes import render_kubernetes
+from spiffile.provision.root import (
     BUNDLE_FILE,
     DEFAULT_LOCK_TIMEOUT,
     ID_FILE,
@@ -59,25 +78,6 @@ from spiffile._root import (
     sweep_stale_temporaries,
     validate_service_name,
 )
-from spiffile.bundle import MAX_BUNDLE_BYTES, Bundle
-from spiffile.errors import (
-    InvalidKeyError,
-    InvalidServiceNameError,
-    KeyInUseError,
-    NoStagedRotationError,
-    ProvisionError,
-    ServiceNotFoundError,
-    UnknownKeyError,
-)
-from spiffile.files import atomic_write, fsync_directory, read_file
-from spiffile.keys import (
-    generate_private_key,
-    kid_for,
-    load_private_key_pem,
-    private_key_to_pem,
-    public_jwk,
-)
-from spiffile.kubernetes import render_kubernetes
 from spiffile.spiffe_id import SpiffeId
 
 if TYPE_CHECKING:

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from spiffile import bundle as bundle_module
 from spiffile.bundle import Bundle, lint_bundle, spiffe_jwt_bundle
+from spiffile.bundle import document as bundle_module
 from spiffile.errors import InvalidBundleError, UnknownIdentityError
 from spiffile.keys import generate_private_key, public_jwk
 
