@@ -12,33 +12,27 @@ the CLI's own business:
   the commands that need them, so ``spiffile --help`` and shell completion do
   not pay for them.
 
-This module holds the group, the workload commands (``token``, ``verify``,
-``whoami``), ``check``, ``exec`` and ``demo``; the producer commands live in
-``_cli_producer`` and the shared error mapping and options in ``_cli_common``.
+This module holds the group, ``exec`` and ``demo``; the workload commands
+(``token``, ``verify``, ``whoami``, ``check``) live in ``workload``, the producer commands in
+``producer`` and the shared error mapping and options in ``_options``.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
 
 import click
 
+from spiffile.cli import producer, workload
 from spiffile.cli._options import (
     SpiffileGroup,
     complete_service,
-    describe,
-    emit_json,
-    json_option,
     one_line,
     opened_root,
     root_option,
 )
-from spiffile.cli.producer import COMMANDS
-from spiffile.errors import InvalidTokenError, SpiffileError, UnknownIdentityError
 
 __all__ = ["cli", "main"]
 
@@ -73,161 +67,8 @@ def cli() -> None:
     """
 
 
-for _command in COMMANDS:
+for _command in (*workload.COMMANDS, *producer.COMMANDS):
     cli.add_command(_command)
-
-
-# --- workload commands -------------------------------------------------------------------------
-
-
-def _load_identity() -> Any:
-    from spiffile.identity import Identity
-
-    return Identity.from_env()
-
-
-@cli.command()
-@click.option("--audience", "-a", required=True, help="SPIFFE ID of the receiver.")
-@click.option(
-    "--ttl", type=click.IntRange(min=1), default=60, show_default=True, help="Lifetime, seconds."
-)
-def token(audience: str, ttl: int) -> None:
-    """Mint a JWT-SVID for AUDIENCE (identity from SPIFFILE_*).
-
-    \b
-    curl -H "Authorization: Bearer $(spiffile token -a spiffe://example.org/billing)" ...
-    """
-    identity = _load_identity()
-    try:
-        text = identity.token(audience=audience, ttl=ttl)
-    except ValueError as exc:  # A ttl above the identity's lifetime cap.
-        raise click.BadParameter(one_line(str(exc)), param_hint="'--ttl'") from exc
-    click.echo(text)
-
-
-def _reject(exc: SpiffileError, as_json: bool) -> NoReturn:
-    if as_json:
-        emit_json({"error": {"code": exc.code, "message": one_line(str(exc))}})
-    raise click.ClickException(f"token rejected ({exc.code}): {describe(exc)}")
-
-
-@cli.command()
-@click.argument("token_text", metavar="[TOKEN|-]", required=False, default="-")
-@click.option("--audience", "-a", help="Expected audience (default: this workload's SPIFFE ID).")
-@json_option
-def verify(token_text: str, audience: str | None, as_json: bool) -> None:
-    """Verify a JWT-SVID and print the caller's SPIFFE ID.
-
-    The token comes from the argument, or stdin with `-` or no argument.
-
-    Exits 1 with the reason on rejection.
-    """
-    if token_text == "-":
-        if sys.stdin is None:  # Started with stdin closed (`<&-`).
-            raise click.UsageError("stdin is closed: pass TOKEN, or pipe it to stdin")
-        if sys.stdin.isatty():
-            raise click.UsageError("pass TOKEN, or pipe it to stdin")
-        token_text = sys.stdin.read()
-    token_text = token_text.strip()
-    if token_text.lower().startswith("bearer "):
-        token_text = token_text[7:].strip()
-    identity = _load_identity()
-    try:
-        caller = identity.verify(token_text, audience=audience)
-    except (InvalidTokenError, UnknownIdentityError) as exc:
-        _reject(exc, as_json)
-    if as_json:
-        emit_json({"id": str(caller.id), "claims": dict(caller.claims)})
-    else:
-        click.echo(str(caller.id))
-
-
-@cli.command(name="whoami")
-@json_option
-def whoami(as_json: bool) -> None:
-    """Show this workload's identity and file health.
-
-    Exits 1 when the identity is unhealthy (a file serves its last good
-    version, or the signing key is not in the bundle), so it can serve as a
-    health probe.
-    """
-    identity = _load_identity()
-    status = identity.status()
-    bundle = identity.bundle
-    data: dict[str, Any] = {
-        "id": str(status.id),
-        "kid": status.kid,
-        "healthy": status.healthy,
-        "key_bound": status.key_bound,
-        "trust_domain": bundle.trust_domain,
-        "identities": len(bundle.identities()),
-        "skipped_entries": len(bundle.warnings),
-        "bundle_sequence": status.bundle_sequence,
-        "key_file": status.key.path,
-        "key_error": status.key.error,
-        "bundle_file": status.bundle.path,
-        "bundle_error": status.bundle.error,
-    }
-    if as_json:
-        emit_json(data)
-    else:
-        for key, value in data.items():
-            if value is not None:
-                click.echo(f"{key:16} {value}")
-    if not status.healthy:
-        reason = status.key.error or status.bundle.error
-        if reason is None and not status.key_bound:
-            reason = f"signing key {status.kid} is not bound to {status.id} in the bundle"
-        raise click.ClickException(f"identity unhealthy: {one_line(reason or 'unknown')}")
-
-
-# --- bundle tools ------------------------------------------------------------------------------
-
-
-@cli.command()
-@click.argument(
-    "bundle_path",
-    metavar="BUNDLE",
-    type=click.Path(exists=True, dir_okay=False, allow_dash=True),
-)
-@json_option
-def check(bundle_path: str, as_json: bool) -> None:
-    """Lint a bundle strictly; report every problem.
-
-    BUNDLE is a file, or `-` for stdin.
-
-    Consumers skip a malformed identity entry with a warning; producers
-    should never write one.  Exits 1 if there is any problem.
-    """
-    from spiffile.bundle import lint_bundle
-
-    name = bundle_path
-    if name == "-":
-        if sys.stdin is None:  # Started with stdin closed (`<&-`).
-            raise click.UsageError("stdin is closed: pass a BUNDLE file, or pipe it to stdin")
-        data = sys.stdin.buffer.read()
-    else:
-        with open(name, "rb") as handle:
-            data = handle.read()
-    import logging
-
-    logger = logging.getLogger("spiffile")
-    previous = logger.level
-    logger.setLevel(logging.ERROR)  # The problems are the output: no duplicate warnings.
-    try:
-        problems = lint_bundle(data)
-    finally:
-        logger.setLevel(previous)
-    if as_json:
-        emit_json({"file": name, "ok": not problems, "problems": problems})
-    else:
-        for problem in problems:
-            click.echo(f"{name}: {problem}")
-        if not problems:
-            click.echo(f"{name}: ok")
-    if problems:
-        plural = "s" if len(problems) != 1 else ""
-        raise click.ClickException(f"{name}: {len(problems)} problem{plural}")
 
 
 # --- exec and demo -----------------------------------------------------------------------------
