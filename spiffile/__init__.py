@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from spiffile.bundle import BoundKey, Bundle, spiffe_jwt_bundle
+    from spiffile.caller import Caller
     from spiffile.errors import (
         AlgorithmError,
         AudienceError,
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
     )
     from spiffile.identity import Identity, IdentityStatus
     from spiffile.spiffe_id import SpiffeId
-    from spiffile.svid import Caller
 
 # Public names are imported on first use (PEP 562), so that `spiffile --help`
 # and `import spiffile.errors` do not pay for cryptography and PyJWT.
@@ -46,7 +46,7 @@ _LOCATIONS = {
     "Identity": "spiffile.identity",
     "IdentityStatus": "spiffile.identity",
     "SpiffeId": "spiffile.spiffe_id",
-    "Caller": "spiffile.svid",
+    "Caller": "spiffile.caller",
 }
 
 

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from spiffile import svid
 from spiffile.bundle import Bundle
+from spiffile.caller import Caller
 from spiffile.errors import (
     ConfigurationError,
     InvalidBundleError,
@@ -268,7 +269,7 @@ class Identity:
         leeway: float | None = None,
         *,
         max_lifetime: float | _Default | None = _Default.VALUE,
-    ) -> svid.Caller:
+    ) -> Caller:
         """Verify an inbound token; *audience* defaults to this identity's ID.
 
         *leeway* and *max_lifetime* default to the values the identity was

@@ -8,10 +8,18 @@ from __future__ import annotations
 
 from spiffile.bundle.document import (
     MAX_BUNDLE_BYTES,
+    BoundIdentity,
     BoundKey,
     Bundle,
     lint_bundle,
     spiffe_jwt_bundle,
 )
 
-__all__ = ["MAX_BUNDLE_BYTES", "BoundKey", "Bundle", "lint_bundle", "spiffe_jwt_bundle"]
+__all__ = [
+    "MAX_BUNDLE_BYTES",
+    "BoundIdentity",
+    "BoundKey",
+    "Bundle",
+    "lint_bundle",
+    "spiffe_jwt_bundle",
+]

@@ -28,6 +28,7 @@ from spiffile.spiffe_id import SpiffeId, validate_trust_domain
 
 __all__ = [
     "MAX_BUNDLE_BYTES",
+    "BoundIdentity",
     "BoundKey",
     "Bundle",
     "lint_bundle",
@@ -210,14 +211,18 @@ class _Compactor:
         return list(map(type, identities.values())).count(tuple) == self.entries
 
 
-class _Entry:
-    """A validated identity entry: its parsed ID and bound keys."""
+class BoundIdentity:
+    """A validated identity entry: its parsed ID and the keys bound to it (PROFILE.md §4.1)."""
 
     __slots__ = ("id", "keys")
 
     def __init__(self, spiffe_id: SpiffeId, keys: tuple[BoundKey, ...]) -> None:
+        """Built by :meth:`Bundle.lookup`."""
         self.id = spiffe_id
         self.keys = keys
+
+    def __repr__(self) -> str:
+        return f"BoundIdentity({str(self.id)!r}, keys={len(self.keys)})"
 
 
 def _validate_jwk(jwk: object) -> BoundKey:
@@ -237,7 +242,7 @@ def _validate_jwk(jwk: object) -> BoundKey:
     return BoundKey(kid, jwk, public_key)
 
 
-def _validate_entry(text: str, raw: object, trust_domain: str) -> _Entry:
+def _validate_entry(text: str, raw: object, trust_domain: str) -> BoundIdentity:
     try:
         spiffe_id = SpiffeId.parse(text)
     except InvalidSpiffeIdError as exc:
@@ -252,7 +257,7 @@ def _validate_entry(text: str, raw: object, trust_domain: str) -> _Entry:
     keys = tuple(_validate_jwk(jwk) for jwk in jwks)
     if len({key.kid for key in keys}) != len(keys):
         raise InvalidBundleError(f"{text[:200]}: two keys share one 'kid'")
-    return _Entry(spiffe_id, keys)
+    return BoundIdentity(spiffe_id, keys)
 
 
 def _top_level(document: object) -> tuple[str, dict[str, Any], int | None, dict[str, Any]]:
@@ -315,7 +320,7 @@ class Bundle:
         self._raw = identities
         self._sequence = sequence
         self._extra = dict(extra or {})
-        self._valid: dict[str, _Entry] = {}
+        self._valid: dict[str, BoundIdentity] = {}
         self._malformed: dict[str, str] = {}
 
     @classmethod
@@ -394,7 +399,7 @@ class Bundle:
 
     def __contains__(self, spiffe_id: object) -> bool:
         try:
-            self._entry(str(spiffe_id))
+            self.lookup(str(spiffe_id))
         except UnknownIdentityError:
             return False
         return True
@@ -404,9 +409,16 @@ class Bundle:
 
     def keys_for(self, spiffe_id: str | SpiffeId) -> tuple[BoundKey, ...]:
         """The keys bound to *spiffe_id*, or :class:`UnknownIdentityError`."""
-        return self._entry(str(spiffe_id)).keys
+        return self.lookup(spiffe_id).keys
 
-    def _entry(self, text: str) -> _Entry:
+    def lookup(self, spiffe_id: str | SpiffeId) -> BoundIdentity:
+        """The validated entry of *spiffe_id*, or :class:`UnknownIdentityError`.
+
+        An entry is validated on its first lookup and kept for the life of
+        this bundle; a malformed one is skipped with one warning and reads as
+        unknown (PROFILE.md §4.3).
+        """
+        text = spiffe_id if type(spiffe_id) is str else str(spiffe_id)
         entry = self._valid.get(text)
         if entry is not None:
             return entry
@@ -426,7 +438,7 @@ class Bundle:
         found = []
         for text in sorted(self._raw):
             try:
-                found.append(self._entry(text).id)
+                found.append(self.lookup(text).id)
             except UnknownIdentityError:
                 continue
         return found

@@ -18,8 +18,8 @@ from spiffile.errors import SpiffileError
 from spiffile.spiffe_id import SpiffeId
 
 if TYPE_CHECKING:
+    from spiffile.caller import Caller
     from spiffile.identity import Identity
-    from spiffile.svid import Caller
 
 __all__ = [
     "CALLER_KEY",

@@ -32,9 +32,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any, Final
 
+from spiffile.caller import Caller
 from spiffile.integrations._bearer import CALLER_KEY, Rejection, authenticate, parse_audience
 from spiffile.spiffe_id import SpiffeId
-from spiffile.svid import Caller
 
 if TYPE_CHECKING:
     from starlette.requests import HTTPConnection

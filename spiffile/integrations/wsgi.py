@@ -27,9 +27,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from spiffile.caller import Caller
 from spiffile.integrations._bearer import CALLER_KEY, Rejection, authenticate, parse_audience
 from spiffile.spiffe_id import SpiffeId
-from spiffile.svid import Caller
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment

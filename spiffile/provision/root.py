@@ -156,7 +156,12 @@ class Root:
 
     # -- the bundle (callers hold the lock) ------------------------------------------
 
-    def _read_bundle(self) -> Bundle:
+    def read_bundle(self) -> Bundle:
+        """The root's current bundle (the caller holds :meth:`lock`).
+
+        Raises :class:`RootNotFoundError` when the root has no bundle and
+        :class:`TrustDomainMismatchError` when it names another trust domain.
+        """
         try:
             data = read_file(self.bundle_path, limit=MAX_BUNDLE_BYTES)
         except FileNotFoundError:
@@ -176,8 +181,12 @@ class Root:
         self._cache = (data, bundle)
         return bundle
 
-    def _write_bundle(self, bundle: Bundle) -> Bundle:
-        # Every write increases spiffe_sequence: consumers refuse to go back.
+    def write_bundle(self, bundle: Bundle) -> Bundle:
+        """Publish *bundle* atomically with the next ``spiffe_sequence``; return what was written.
+
+        The caller holds :meth:`lock`.  Every write increases the sequence
+        because consumers refuse to go back (PROFILE.md §4.4).
+        """
         new = bundle.with_sequence((bundle.sequence or 0) + 1)
         data = new.to_json()
         atomic_write(self.bundle_path, data, mode=PUBLIC_MODE)
@@ -240,7 +249,7 @@ def locked(root: Root) -> Iterator[Bundle]:
     """The lock, OS-error translation and the current bundle, for one operation."""
     with _os_errors(root), root.lock():
         sweep_stale_temporaries(root.path)
-        yield root._read_bundle()
+        yield root.read_bundle()
 
 
 # -- names -------------------------------------------------------------------------
@@ -342,7 +351,7 @@ def init_root(
             if root.bundle_path.exists():
                 _check_existing_bundle(root)
             else:
-                root._write_bundle(Bundle.empty(root.trust_domain))
+                root.write_bundle(Bundle.empty(root.trust_domain))
             _make_dir(root.services_path, _ROOT_DIR_MODE)
     return root
 

@@ -146,7 +146,7 @@ def _bind(root: Root, bundle: Bundle, sid: SpiffeId, key: ec.EllipticCurvePrivat
     if jwk["kid"] in _bound_kids(bundle, sid):
         return bundle
     jwks = bundle.jwks_for(sid) if sid in bundle else []
-    return root._write_bundle(bundle.with_keys(sid, [*jwks, jwk]))
+    return root.write_bundle(bundle.with_keys(sid, [*jwks, jwk]))
 
 
 def _unbind(root: Root, bundle: Bundle, sid: SpiffeId, kids: set[str]) -> Bundle:
@@ -155,8 +155,8 @@ def _unbind(root: Root, bundle: Bundle, sid: SpiffeId, kids: set[str]) -> Bundle
         return bundle
     remaining = [jwk for jwk in bundle.jwks_for(sid) if jwk["kid"] not in kids]
     if remaining:
-        return root._write_bundle(bundle.with_keys(sid, remaining))
-    return root._write_bundle(bundle.without_identity(sid))
+        return root.write_bundle(bundle.with_keys(sid, remaining))
+    return root.write_bundle(bundle.without_identity(sid))
 
 
 def _require_key(directory: Path, name: str) -> ec.EllipticCurvePrivateKey:
@@ -431,7 +431,7 @@ def remove_service(root: RootLike, name: str) -> None:
         _remove_empty_dirs(root, directory)
         step("remove:dirs-removed")
         if entry_present:
-            root._write_bundle(bundle.without_identity(sid))
+            root.write_bundle(bundle.without_identity(sid))
         step("remove:bundle-written")
 
 

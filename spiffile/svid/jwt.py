@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii
 from typing import Any, Final
 
@@ -18,6 +17,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from spiffile.bundle import BoundKey, Bundle
+from spiffile.caller import Caller
 from spiffile.errors import (
     AudienceError,
     ClaimsError,
@@ -62,14 +62,6 @@ _RESERVED_CLAIMS: Final = frozenset(("sub", "aud", "exp", "iat"))
 _CLAIMS_ENCODER: Final = json.JSONEncoder(separators=(",", ":"))
 #: JSON string literal exactly as json.dumps writes it (ensure_ascii, C encoder).
 _json_string: Final = encode_basestring_ascii
-
-
-@dataclass(frozen=True)
-class Caller:
-    """A verified caller: its SPIFFE ID and the token's claims."""
-
-    id: SpiffeId
-    claims: Mapping[str, Any]
 
 
 def _numeric_date(claims: Mapping[str, Any], name: str) -> int | None:
@@ -134,7 +126,7 @@ def verify(
 
     # Step 2: the subject, looked up in the bundle.
     try:
-        entry = bundle._entry(subject)
+        entry = bundle.lookup(subject)
     except UnknownIdentityError:
         try:
             subject_id = SpiffeId.parse(subject)
