@@ -7,8 +7,12 @@ hostile-input tests lives in ``tests/tokenforge.py``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import pytest
+from bundledocs import BILLING as DOC_BILLING
+from bundledocs import ORDERS as DOC_ORDERS
+from bundledocs import fresh_jwk
 from cryptography.hazmat.primitives.asymmetric import ec
 from tokenforge import BILLING, LEDGER, MANY, ORDERS, Realm, make_realm
 
@@ -50,3 +54,16 @@ def example_realm() -> Realm:
 def example_bundle(example_realm: Realm) -> Bundle:
     """The bundle of :func:`example_realm`."""
     return example_realm.bundle
+
+
+@pytest.fixture
+def good() -> dict[str, Any]:
+    """A valid spiffile bundle document (tests/bundle): ORDERS with one key, BILLING with two."""
+    return {
+        "trust_domain": "example.org",
+        "spiffile_version": 1,
+        "identities": {
+            DOC_ORDERS: {"keys": [fresh_jwk()]},
+            DOC_BILLING: {"keys": [fresh_jwk(), fresh_jwk()]},
+        },
+    }

@@ -1,7 +1,10 @@
 """Trust bundles: the documents that say which public keys speak for whom.
 
 ``spiffile.bundle`` is the public face of the package; the modules behind it
-each hold one job.
+each hold one job: ``document`` the spiffile bundle (per-identity keys,
+PROFILE.md §4), ``spiffe`` the standard SPIFFE format (SPIFFE Trust Domain and
+Bundle §4), ``lint`` the strict checker behind ``spiffile check``, and
+``_compact`` the storage scheme that keeps large bundles small.
 """
 
 from __future__ import annotations
@@ -11,9 +14,9 @@ from spiffile.bundle.document import (
     BoundIdentity,
     BoundKey,
     Bundle,
-    lint_bundle,
-    spiffe_jwt_bundle,
 )
+from spiffile.bundle.lint import lint_bundle
+from spiffile.bundle.spiffe import spiffe_jwt_bundle
 
 __all__ = [
     "MAX_BUNDLE_BYTES",

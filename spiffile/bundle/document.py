@@ -17,13 +17,13 @@ import copy
 import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
-from json.encoder import encode_basestring_ascii
 from typing import Any, Final
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from spiffile.bundle._compact import Compactor, entry_json, expand, stored
 from spiffile.errors import InvalidBundleError, InvalidSpiffeIdError, UnknownIdentityError
-from spiffile.keys import jwk_thumbprint, public_key_from_jwk
+from spiffile.keys import public_key_from_jwk
 from spiffile.spiffe_id import SpiffeId, validate_trust_domain
 
 __all__ = [
@@ -31,8 +31,6 @@ __all__ = [
     "BoundIdentity",
     "BoundKey",
     "Bundle",
-    "lint_bundle",
-    "spiffe_jwt_bundle",
 ]
 
 _log = logging.getLogger("spiffile")
@@ -40,10 +38,6 @@ _log = logging.getLogger("spiffile")
 #: Bundles larger than this are refused before parsing.
 MAX_BUNDLE_BYTES: Final = 128 * 1024 * 1024
 SPIFFILE_VERSION: Final = 1
-#: JSON string literal exactly as json.dumps writes it (ensure_ascii, C encoder).
-_json_string: Final = encode_basestring_ascii
-#: The members a producer writes into each JWK (profile: bundle document).
-_JWK_MEMBERS: Final = ("kty", "crv", "x", "y", "kid", "use", "alg")
 
 
 class BoundKey:
@@ -59,156 +53,6 @@ class BoundKey:
 
     def __repr__(self) -> str:
         return f"BoundKey(kid={self.kid!r})"
-
-
-# Compact entries.  An identity entry in the producers' exact shape is kept as
-# a plain tuple of strings, (kid, x, y) per key, instead of the parsed JSON.
-# Measured on a 100k-identity bundle (issue #5, ``python -m benchmarks``):
-# the parsed JSON keeps a dict per entry, a list, a 7-member dict per JWK and
-# fresh copies of "EC", "P-256", "jwt-svid" and "ES256", 1154 bytes per
-# identity and two garbage-collected containers each; the tuple brings it to
-# 466 bytes, and being an exact tuple of strings the collector stops tracking
-# it (a full collection in a process holding such a bundle is not slowed by
-# it).  _expand rebuilds the exact entry (same members, same order), so
-# validation, BoundKey.jwk and to_document see what the file held.  JSON never
-# yields tuples, so in a parsed bundle a tuple is always a compact entry; a
-# tuple a caller hands to Bundle() is wrapped in _Foreign to keep its meaning.
-
-
-class _Foreign:
-    """A tuple a caller put among the identities: an entry as it is, not a compact one."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: tuple[Any, ...]) -> None:
-        self.value = value
-
-
-#: Heads the parse-time stand-in for one producer-shaped JWK, ``(_JWK, kid, x,
-#: y)``: an exact tuple (cheaper to build than a subclass), which no compact
-#: entry (strings only) can be mistaken for.
-_JWK: Final = object()
-
-
-def _is_jwk(value: object) -> bool:
-    return type(value) is tuple and value[0] is _JWK
-
-
-def _jwk_dict(kid: str, x: str, y: str) -> dict[str, str]:
-    return {
-        "kty": "EC",
-        "crv": "P-256",
-        "x": x,
-        "y": y,
-        "kid": kid,
-        "use": "jwt-svid",
-        "alg": "ES256",
-    }
-
-
-def _expand(keys: tuple[str, ...]) -> dict[str, Any]:
-    """The entry exactly as the document held it."""
-    return {"keys": [_jwk_dict(*keys[i : i + 3]) for i in range(0, len(keys), 3)]}
-
-
-def _stored(value: object) -> Any:
-    """An identity entry as the document holds it (compact entries expanded)."""
-    kind = type(value)
-    if kind is tuple:
-        return _expand(value)  # type: ignore[arg-type]
-    if kind is _Foreign:
-        return value.value  # type: ignore[attr-defined]
-    return value
-
-
-def _entry_json(value: object) -> str:
-    """``json.dumps(_stored(value))``, written directly for a compact entry.
-
-    Expanding 100k compact entries into dicts only to serialize them made
-    ``to_json`` 1.75x slower (642 ms against 368 ms); this writes the same
-    text without them.
-    """
-    if type(value) is not tuple:
-        return json.dumps(_stored(value))
-    jwks = ", ".join(
-        f'{{"kty": "EC", "crv": "P-256", "x": {_json_string(value[i + 1])}, '
-        f'"y": {_json_string(value[i + 2])}, "kid": {_json_string(value[i])}, '
-        f'"use": "jwt-svid", "alg": "ES256"}}'
-        for i in range(0, len(value), 3)
-    )
-    return f'{{"keys": [{jwks}]}}'
-
-
-class _Compactor:
-    """An ``object_hook`` for ``json.loads`` that stores producer-shaped entries compactly.
-
-    The hook sees every JSON object, innermost first, without knowing where it
-    sits; so it counts what it builds, and :meth:`accounted` then checks that
-    every JWK stand-in ended inside a compact entry (or was turned back into
-    its dict) and every compact entry is a direct value of ``identities``.
-    (Stand-ins are told apart by their head, so an entry is never taken for
-    one; with that, the two counts matching leaves no stand-in anywhere and
-    no compact entry outside ``identities``.)
-    When that does not hold (a JWK-shaped object elsewhere in the document,
-    duplicate member names, ...), the caller parses again without the hook.
-    """
-
-    __slots__ = ("entries", "jwks", "used")
-
-    def __init__(self) -> None:
-        self.jwks = 0
-        self.used = 0
-        self.entries = 0
-
-    def hook(self, obj: dict[str, Any]) -> object:
-        """Called by the JSON decoder with each object it completes."""
-        size = len(obj)
-        if size == 7 and tuple(obj) == _JWK_MEMBERS:
-            kty, crv, x, y, kid, use, alg = obj.values()
-            if (
-                kty == "EC"
-                and crv == "P-256"
-                and use == "jwt-svid"
-                and alg == "ES256"
-                and type(x) is str
-                and type(y) is str
-                and type(kid) is str
-            ):
-                self.jwks += 1
-                return (_JWK, kid, x, y)
-            return obj
-        keys = obj.get("keys")
-        if type(keys) is not list or not keys:
-            return obj
-        if size == 1:
-            if len(keys) == 1:
-                first = keys[0]
-                if type(first) is tuple and first[0] is _JWK:
-                    self.used += 1
-                    self.entries += 1
-                    return first[1:]
-            elif all(map(_is_jwk, keys)):
-                self.used += len(keys)
-                self.entries += 1
-                return tuple(item for jwk in keys for item in jwk[1:])
-        # Not compacted: put back any JWK stand-in as the dict it was.
-        for index, jwk in enumerate(keys):
-            if _is_jwk(jwk):
-                keys[index] = _jwk_dict(*jwk[1:])
-                self.used += 1
-        return obj
-
-    def accounted(self, document: object) -> bool:
-        if self.used != self.jwks:
-            return False
-        if not self.entries:
-            return True
-        if type(document) is not dict:
-            return False
-        identities = document.get("identities")
-        if type(identities) is not dict:
-            return False
-        return list(map(type, identities.values())).count(tuple) == self.entries
 
 
 class BoundIdentity:
@@ -299,23 +143,15 @@ class Bundle:
         self,
         trust_domain: str,
         identities: dict[str, Any],
-        *,
-        sequence: int | None = None,
-        extra: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Prefer :meth:`parse`, :meth:`from_document` or :meth:`empty`."""
-        if tuple in map(type, identities.values()):
-            # A caller's tuple is an entry as it is, not a compact one.
-            identities = {k: _Foreign(v) if type(v) is tuple else v for k, v in identities.items()}
-        self._setup(trust_domain, identities, sequence, extra)
-
-    def _setup(
-        self,
-        trust_domain: str,
-        identities: dict[str, Any],
         sequence: int | None,
         extra: Mapping[str, Any] | None,
     ) -> None:
+        """Not public: build bundles with :meth:`parse`, :meth:`from_document` or :meth:`empty`.
+
+        A tuple among *identities* is a compact entry
+        (:mod:`spiffile.bundle._compact`); the public constructors make sure
+        only they put tuples there.
+        """
         self._trust_domain = trust_domain
         self._raw = identities
         self._sequence = sequence
@@ -323,25 +159,12 @@ class Bundle:
         self._valid: dict[str, BoundIdentity] = {}
         self._malformed: dict[str, str] = {}
 
-    @classmethod
-    def _build(
-        cls,
-        trust_domain: str,
-        identities: dict[str, Any],
-        sequence: int | None,
-        extra: Mapping[str, Any] | None,
-    ) -> Bundle:
-        """A bundle over identities whose tuples are compact entries (parsed or derived)."""
-        bundle = cls.__new__(cls)
-        bundle._setup(trust_domain, identities, sequence, extra)
-        return bundle
-
     # -- construction ------------------------------------------------------------
 
     @classmethod
     def empty(cls, trust_domain: str) -> Bundle:
         """A bundle with no identities (what ``init_root`` writes)."""
-        return cls(validate_trust_domain(trust_domain), {})
+        return cls(validate_trust_domain(trust_domain), {}, None, None)
 
     @classmethod
     def parse(cls, data: bytes | str) -> Bundle:
@@ -361,7 +184,7 @@ class Bundle:
         # built, so the peak stays near the result, and the load costs about
         # what json.loads alone costs (fewer live containers for the garbage
         # collector to traverse pays for the hook).
-        compactor = _Compactor()
+        compactor = Compactor()
         try:
             document = json.loads(text, object_hook=compactor.hook)
         except RecursionError:
@@ -374,13 +197,20 @@ class Bundle:
                 document = json.loads(text)
             except (ValueError, RecursionError) as exc:
                 raise InvalidBundleError(f"bundle is not valid UTF-8 JSON: {exc}") from None
-        return cls._build(*_top_level(document))
+        return cls(*_top_level(document))
 
     @classmethod
     def from_document(cls, document: object) -> Bundle:
         """Validate the top level of a decoded bundle document (entries are checked lazily)."""
         trust_domain, identities, sequence, extra = _top_level(document)
-        return cls(trust_domain, identities, sequence=sequence, extra=extra)
+        # A copy, so that the caller's later edits cannot change this bundle;
+        # a tuple (not a JSON value) becomes the list JSON would have made of
+        # it, so that it is never read as a compact entry.
+        identities = {
+            text: list(entry) if type(entry) is tuple else entry
+            for text, entry in identities.items()
+        }
+        return cls(trust_domain, identities, sequence, extra)
 
     # -- reading -------------------------------------------------------------------
 
@@ -425,7 +255,7 @@ class Bundle:
         if text in self._malformed or text not in self._raw:
             raise UnknownIdentityError(f"{text[:200]} is not in the bundle")
         try:
-            entry = _validate_entry(text, _stored(self._raw[text]), self._trust_domain)
+            entry = _validate_entry(text, stored(self._raw[text]), self._trust_domain)
         except InvalidBundleError as exc:
             self._malformed[text] = str(exc)
             _log.warning("spiffile: skipping malformed bundle entry: %s", exc)
@@ -452,7 +282,7 @@ class Bundle:
     # -- deriving (producers) ----------------------------------------------------
 
     def _derive(self, identities: dict[str, Any], sequence: int | None) -> Bundle:
-        return Bundle._build(self._trust_domain, identities, sequence, self._extra)
+        return Bundle(self._trust_domain, identities, sequence, self._extra)
 
     def with_keys(self, spiffe_id: str | SpiffeId, jwks: Sequence[Mapping[str, Any]]) -> Bundle:
         """A copy of this bundle whose entry for *spiffe_id* holds exactly *jwks*."""
@@ -497,9 +327,9 @@ class Bundle:
         document = copy.deepcopy(self._head())
         raw = self._raw
         document["identities"] = {
-            text: _expand(raw[text])
+            text: expand(raw[text])
             if type(raw[text]) is tuple
-            else copy.deepcopy(_stored(raw[text]))
+            else copy.deepcopy(stored(raw[text]))
             for text in sorted(raw)
         }
         return document
@@ -513,71 +343,7 @@ class Bundle:
         """
         lines = [f"  {json.dumps(k)}: {json.dumps(v)}," for k, v in self._head().items()]
         raw = self._raw
-        entries = [f"    {json.dumps(k)}: {_entry_json(raw[k])}" for k in sorted(raw)]
+        entries = [f"    {json.dumps(k)}: {entry_json(raw[k])}" for k in sorted(raw)]
         body = ",\n".join(entries)
         lines.append(f'  "identities": {{\n{body}\n  }}' if entries else '  "identities": {}')
         return ("{\n" + "\n".join(lines) + "\n}\n").encode("utf-8")
-
-
-def spiffe_jwt_bundle(bundle: Bundle, spiffe_id: str | SpiffeId) -> dict[str, Any]:
-    """A standard SPIFFE JWT bundle (a JWK Set, SPIFFE Trust Domain and Bundle §4) for ONE identity.
-
-    Standard JWT-SVID verifiers (py-spiffe, go-spiffe) accept any key of the
-    set for any ``sub``.  Exporting only this identity's keys keeps the
-    profile's binding, provided the verifier also checks that the verified
-    ``sub`` equals *spiffe_id*: otherwise the holder of these keys could name
-    any subject.  A merged, domain-wide set would let any workload mint
-    tokens as any other (PROFILE.md §9).
-    """
-    keys = []
-    for key in bundle.keys_for(spiffe_id):
-        jwk = {name: key.jwk[name] for name in ("kty", "crv", "x", "y", "kid")}
-        jwk["use"] = "jwt-svid"
-        jwk["alg"] = "ES256"
-        keys.append(jwk)
-    return {"keys": keys}
-
-
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    seen: dict[str, Any] = {}
-    for name, value in pairs:
-        if name in seen:
-            raise ValueError(f"duplicate member {name[:120]!r}")
-        seen[name] = value
-    return seen
-
-
-def lint_bundle(data: bytes) -> list[str]:
-    """Every problem in a bundle document, strictly (``spiffile check``); ``[]`` when clean.
-
-    Stricter than a reader: besides what makes the document or an entry
-    unusable, it reports duplicate JSON members, JWKs missing ``use``/``alg``,
-    a ``kid`` that is not the RFC 7638 thumbprint, and one key bound to two
-    identities (a key must vouch for one identity only).
-    """
-    if len(data) > MAX_BUNDLE_BYTES:
-        return [f"bundle is larger than {MAX_BUNDLE_BYTES} bytes"]
-    try:
-        document = json.loads(data.decode("utf-8"), object_pairs_hook=_reject_duplicates)
-    except (ValueError, RecursionError) as exc:
-        return [f"not valid UTF-8 JSON: {exc}"]
-    try:
-        bundle = Bundle.from_document(document)
-    except InvalidBundleError as exc:
-        return [str(exc)]
-    problems = list(bundle.warnings)
-    owners: dict[str, str] = {}
-    for spiffe_id in bundle.identities():
-        for key in bundle.keys_for(spiffe_id):
-            missing = [m for m in _JWK_MEMBERS if m not in key.jwk]
-            if missing:
-                problems.append(f"{spiffe_id}: key {key.kid[:64]!r} lacks {', '.join(missing)}")
-            if key.kid != jwk_thumbprint(key.jwk):
-                problems.append(
-                    f"{spiffe_id}: key {key.kid[:64]!r} 'kid' is not its RFC 7638 thumbprint"
-                )
-            thumbprint = jwk_thumbprint(key.jwk)
-            other = owners.setdefault(thumbprint, str(spiffe_id))
-            if other != str(spiffe_id):
-                problems.append(f"one key is bound to both {other} and {spiffe_id}")
-    return problems

@@ -7,35 +7,14 @@ import logging
 from typing import Any
 
 import pytest
+from bundledocs import BILLING, ORDERS
+from bundledocs import document as _document
+from bundledocs import encode as _encode
+from bundledocs import fresh_jwk as _jwk
 
-from spiffile.bundle import Bundle, lint_bundle, spiffe_jwt_bundle
+from spiffile.bundle import Bundle
 from spiffile.bundle import document as bundle_module
 from spiffile.errors import InvalidBundleError, UnknownIdentityError
-from spiffile.keys import generate_private_key, public_jwk
-
-ORDERS = "spiffe://example.org/orders"
-BILLING = "spiffe://example.org/billing"
-
-
-def _jwk() -> dict[str, str]:
-    return public_jwk(generate_private_key().public_key())
-
-
-def _document(**identities: Any) -> dict[str, Any]:
-    return {"trust_domain": "example.org", "spiffile_version": 1, "identities": identities}
-
-
-def _encode(document: dict[str, Any]) -> bytes:
-    return json.dumps(document).encode()
-
-
-@pytest.fixture
-def good() -> dict[str, Any]:
-    return {
-        "trust_domain": "example.org",
-        "spiffile_version": 1,
-        "identities": {ORDERS: {"keys": [_jwk()]}, BILLING: {"keys": [_jwk(), _jwk()]}},
-    }
 
 
 def test_parse_valid_bundle(good: dict[str, Any]) -> None:
@@ -216,42 +195,6 @@ def test_with_keys_validates_what_producers_add() -> None:
         Bundle.empty("example.org").with_keys(ORDERS, [dict(_jwk(), d="secret")])
     with pytest.raises(InvalidBundleError):
         Bundle.empty("example.org").with_keys(ORDERS, [])
-
-
-def test_spiffe_jwt_bundle_holds_only_that_identity(good: dict[str, Any]) -> None:
-    bundle = Bundle.parse(_encode(good))
-    jwks = spiffe_jwt_bundle(bundle, BILLING)
-    assert [k["kid"] for k in jwks["keys"]] == [
-        k["kid"] for k in good["identities"][BILLING]["keys"]
-    ]
-    assert all(k["use"] == "jwt-svid" and "d" not in k for k in jwks["keys"])
-    with pytest.raises(UnknownIdentityError):
-        spiffe_jwt_bundle(bundle, "spiffe://example.org/nobody")
-
-
-def test_lint_clean_bundle(good: dict[str, Any]) -> None:
-    assert lint_bundle(_encode(good)) == []
-
-
-def test_lint_reports_every_problem(good: dict[str, Any]) -> None:
-    orders_key = good["identities"][ORDERS]["keys"][0]
-    good["identities"][BILLING]["keys"][0]["kid"] = "not-the-thumbprint"
-    del good["identities"][BILLING]["keys"][1]["use"]
-    good["identities"]["spiffe://example.org/copy"] = {"keys": [dict(orders_key)]}
-    good["identities"]["spiffe://other.org/x"] = {"keys": [_jwk()]}
-    problems = lint_bundle(_encode(good))
-    text = "\n".join(problems)
-    assert len(problems) == 4, problems
-    assert "not its RFC 7638 thumbprint" in text
-    assert "lacks use" in text
-    assert "bound to both" in text
-    assert "other.org" in text
-
-
-def test_lint_reports_duplicate_members_and_bad_json() -> None:
-    assert lint_bundle(b'{"trust_domain": "a", "trust_domain": "b"}') != []
-    assert lint_bundle(b"{") != []
-    assert lint_bundle(b'{"spiffile_version": 2}') != []
 
 
 def test_to_document_is_a_copy_whatever_the_entry_shape(good: dict[str, Any]) -> None:
