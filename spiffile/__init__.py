@@ -35,7 +35,7 @@ if TYPE_CHECKING:
         UnknownIdentityError,
     )
     from spiffile.identity import Identity, IdentityStatus
-    from spiffile.spiffe_id import SpiffeId
+    from spiffile.spiffe_id import SpiffeId, TrustDomain
 
 # Public names are imported on first use (PEP 562), so that `spiffile --help`
 # and `import spiffile.errors` do not pay for cryptography and PyJWT.
@@ -46,6 +46,7 @@ _LOCATIONS = {
     "Identity": "spiffile.identity",
     "IdentityStatus": "spiffile.identity",
     "SpiffeId": "spiffile.spiffe_id",
+    "TrustDomain": "spiffile.spiffe_id",
     "Caller": "spiffile.caller",
 }
 
@@ -99,6 +100,7 @@ __all__ = [
     "SpiffeId",
     "SpiffileError",
     "TokenTooLargeError",
+    "TrustDomain",
     "UnknownIdentityError",
     "__version__",
     "spiffe_jwt_bundle",

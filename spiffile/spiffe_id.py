@@ -5,6 +5,14 @@ on purpose: anything a URL parser would normalise (case, percent-encoding,
 dot segments, a port, userinfo, query, fragment) is rejected, so two strings
 that name the same workload are always the same string, and a name can never
 escape its trust domain or its provisioned directory.
+
+Because the text is canonical, a :class:`SpiffeId` equals the ``str`` of the
+same ID: ``caller.id == "spiffe://example.org/orders"`` means what it says,
+and ``caller.id in {"spiffe://example.org/orders"}`` works too (the hashes
+agree).  Raising :class:`TypeError` instead was considered and rejected: it
+would also break ``in`` over mixed lists, ``dict`` look-ups and dataclass
+equality, while a text comparison cannot be wrong here, since no two
+different strings name the same workload.
 """
 
 from __future__ import annotations
@@ -14,7 +22,13 @@ from typing import Final
 
 from spiffile.errors import InvalidSpiffeIdError
 
-__all__ = ["MAX_ID_BYTES", "MAX_TRUST_DOMAIN_BYTES", "SpiffeId", "validate_trust_domain"]
+__all__ = [
+    "MAX_ID_BYTES",
+    "MAX_TRUST_DOMAIN_BYTES",
+    "SpiffeId",
+    "TrustDomain",
+    "validate_trust_domain",
+]
 
 SCHEME: Final = "spiffe://"
 #: Profile clarification: the SPIFFE-ID standard caps a trust domain at 255 bytes.
@@ -32,7 +46,8 @@ _WHOLE = re.compile(r"spiffe://([a-z0-9._-]+)((?:/[A-Za-z0-9._-]+)*)")
 class SpiffeId:
     """An immutable, validated SPIFFE ID.
 
-    Equal IDs compare and hash equal; ``str(id)`` gives back the canonical text.
+    Equal IDs compare and hash equal; ``str(id)`` gives back the canonical text,
+    and an ID compares equal to exactly that text (see the module docstring).
     """
 
     __slots__ = ("_path", "_text", "_trust_domain")
@@ -73,9 +88,9 @@ class SpiffeId:
         """The path, ``""`` for the trust domain's own ID, else ``/a/b``."""
         return self._path
 
-    def member_of(self, trust_domain: str) -> bool:
-        """Whether this ID lies in *trust_domain*."""
-        return self._trust_domain == trust_domain
+    def member_of(self, trust_domain: str | TrustDomain) -> bool:
+        """Whether this ID lies in *trust_domain* (a name or a :class:`TrustDomain`)."""
+        return self._trust_domain == str(trust_domain)
 
     def __str__(self) -> str:
         return self._text
@@ -86,9 +101,13 @@ class SpiffeId:
     def __eq__(self, other: object) -> bool:
         if isinstance(other, SpiffeId):
             return self._text == other._text
+        if isinstance(other, str):
+            # The text is canonical, so text equality is ID equality.
+            return self._text == other
         return NotImplemented
 
     def __hash__(self) -> int:
+        # Equal to hash(str(self)), which equality with str requires.
         return hash(self._text)
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -99,6 +118,83 @@ class SpiffeId:
 
     def __reduce__(self) -> tuple[type[SpiffeId], tuple[str]]:
         return (SpiffeId, (self._text,))
+
+
+class TrustDomain:
+    """A validated trust domain name, and a builder of the IDs inside it.
+
+    ``TrustDomain("example.org").id("billing")`` is
+    ``SpiffeId("spiffe://example.org/billing")``; ``.id()`` alone is the
+    trust domain's own ID (SPIFFE-ID §2.1).  Like :class:`SpiffeId`, a
+    trust domain equals its name as a ``str``.
+    """
+
+    __slots__ = ("_name",)
+
+    _name: str
+
+    def __init__(self, name: str | TrustDomain) -> None:
+        """Validate *name*: raise :class:`InvalidSpiffeIdError` unless it is a trust domain name."""
+        text = name._name if isinstance(name, TrustDomain) else validate_trust_domain(name)
+        object.__setattr__(self, "_name", text)
+
+    @classmethod
+    def of(cls, spiffe_id: SpiffeId) -> TrustDomain:
+        """The trust domain *spiffe_id* lies in."""
+        return cls(spiffe_id.trust_domain)
+
+    @property
+    def name(self) -> str:
+        """The name, e.g. ``example.org``."""
+        return self._name
+
+    def id(self, path: str = "") -> SpiffeId:
+        """The SPIFFE ID of *path* in this trust domain.
+
+        *path* is a workload name (``"billing"``, ``"team/billing"``) or a
+        path with its leading slash (``"/billing"``); ``""`` gives the trust
+        domain's own ID.  The result is parsed like any ID, so a path that
+        is not a valid SPIFFE ID path raises :class:`InvalidSpiffeIdError`.
+        """
+        if not isinstance(path, str):
+            raise TypeError(f"path must be str, not {type(path).__name__}")
+        if path and not path.startswith("/"):
+            path = "/" + path
+        return SpiffeId(SCHEME + self._name + path)
+
+    def __contains__(self, spiffe_id: object) -> bool:
+        """``spiffe_id in trust_domain``: whether an ID (or its text) lies in this domain."""
+        if isinstance(spiffe_id, str):
+            try:
+                spiffe_id = SpiffeId(spiffe_id)
+            except InvalidSpiffeIdError:
+                return False
+        return isinstance(spiffe_id, SpiffeId) and spiffe_id.trust_domain == self._name
+
+    def __str__(self) -> str:
+        return self._name
+
+    def __repr__(self) -> str:
+        return f"TrustDomain({self._name!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, TrustDomain):
+            return self._name == other._name
+        if isinstance(other, str):
+            return self._name == other
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._name)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("TrustDomain is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("TrustDomain is immutable")
+
+    def __reduce__(self) -> tuple[type[TrustDomain], tuple[str]]:
+        return (TrustDomain, (self._name,))
 
 
 def validate_trust_domain(name: str) -> str:

@@ -15,6 +15,7 @@ from spiffile.spiffe_id import (
     MAX_ID_BYTES,
     MAX_TRUST_DOMAIN_BYTES,
     SpiffeId,
+    TrustDomain,
     validate_trust_domain,
 )
 
@@ -246,12 +247,97 @@ def test_equality_and_hashing() -> None:
     assert {a: 1}[same] == 1
 
 
-def test_not_equal_to_its_string() -> None:
-    """Comparing with a str is almost always a bug: it is never equal (no implicit coercion)."""
+def test_equal_to_its_canonical_string() -> None:
+    """``caller.id == "spiffe://..."`` means what it says, both ways round, and in sets."""
     a = SpiffeId("spiffe://example.org/a")
-    assert a != "spiffe://example.org/a"
-    assert "spiffe://example.org/a" != a
+    assert a == "spiffe://example.org/a"
+    assert "spiffe://example.org/a" == a
+    assert a in {"spiffe://example.org/a"}
+    assert "spiffe://example.org/a" in {a}
+    assert a in ["spiffe://example.org/b", "spiffe://example.org/a"]
+    by_id: dict[object, int] = {a: 1}
+    assert by_id["spiffe://example.org/a"] == 1
+    assert hash(a) == hash("spiffe://example.org/a")
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        "spiffe://example.org/A",
+        "spiffe://example.org/a/",
+        "spiffe://Example.org/a",
+        "SPIFFE://example.org/a",
+        "spiffe://example.org/./a",
+        "a",
+        "",
+    ],
+)
+def test_not_equal_to_another_or_invalid_string(other: str) -> None:
+    """No normalisation: a string that is not the canonical text names no workload it equals."""
+    a = SpiffeId("spiffe://example.org/a")
+    assert a != other
+    assert other != a
+
+
+def test_not_equal_to_other_types() -> None:
+    a = SpiffeId("spiffe://example.org/a")
     assert a != None  # noqa: E711
+    assert a != b"spiffe://example.org/a"
+    assert a != TrustDomain("example.org")
+
+
+# -- TrustDomain -------------------------------------------------------------------------------
+
+
+def test_trust_domain_builds_ids() -> None:
+    domain = TrustDomain("example.org")
+    assert domain.id("billing") == SpiffeId("spiffe://example.org/billing")
+    assert domain.id("/billing") == SpiffeId("spiffe://example.org/billing")
+    assert domain.id("team/billing") == SpiffeId("spiffe://example.org/team/billing")
+    assert domain.id() == SpiffeId("spiffe://example.org")
+    assert domain.name == str(domain) == "example.org"
+    assert repr(domain) == "TrustDomain('example.org')"
+    assert TrustDomain.of(SpiffeId("spiffe://example.org/x")) == domain
+    assert TrustDomain(domain) == domain
+
+
+@pytest.mark.parametrize("path", ["a/../b", "a//b", "a/", "bad~path", "a b", "..", "a?b"])
+def test_trust_domain_id_rejects_invalid_paths(path: str) -> None:
+    with pytest.raises(InvalidSpiffeIdError):
+        TrustDomain("example.org").id(path)
+
+
+@pytest.mark.parametrize(
+    "name", ["", "Example.org", "example.org/a", "example.org:443", "spiffe://example.org"]
+)
+def test_trust_domain_rejects_invalid_names(name: str) -> None:
+    with pytest.raises(InvalidSpiffeIdError):
+        TrustDomain(name)
+
+
+def test_trust_domain_value_semantics() -> None:
+    domain = TrustDomain("example.org")
+    assert domain == "example.org"
+    assert "example.org" == domain
+    assert domain != "example.com"
+    assert hash(domain) == hash("example.org")
+    assert len({domain, TrustDomain("example.org"), "example.org"}) == 1
+    assert pickle.loads(pickle.dumps(domain)) == domain
+    with pytest.raises(AttributeError):
+        domain._name = "evil.org"
+    with pytest.raises(TypeError):
+        domain.id(1)  # type: ignore[arg-type]
+
+
+def test_trust_domain_membership() -> None:
+    domain = TrustDomain("example.org")
+    assert SpiffeId("spiffe://example.org/a") in domain
+    assert "spiffe://example.org/a" in domain
+    assert SpiffeId("spiffe://example.org.evil/a") not in domain
+    assert "spiffe://evil.org/example.org" not in domain
+    assert "not an id" not in domain
+    assert 42 not in domain
+    assert SpiffeId("spiffe://example.org/a").member_of(domain)
 
 
 def test_str_and_repr() -> None:
