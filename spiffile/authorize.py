@@ -33,6 +33,7 @@ from spiffile.spiffe_id import SCHEME, SpiffeId, TrustDomain
 __all__ = [
     "Allow",
     "Authorizer",
+    "all_of",
     "any_id",
     "any_of",
     "coerce",
@@ -127,6 +128,17 @@ def any_of(*authorizers: Authorizer) -> Authorizer:
         return checks[0]
     shown = ", ".join(repr(check) for check in checks)
     return _Named(lambda spiffe_id: any(check(spiffe_id) for check in checks), f"any_of({shown})")
+
+
+def all_of(*authorizers: Authorizer) -> Authorizer:
+    """Allow a caller only if every one of *authorizers* allows it."""
+    if not authorizers:
+        raise ConfigurationError("all_of() needs at least one authorizer")
+    checks = tuple(matching(each) for each in authorizers)
+    if len(checks) == 1:
+        return checks[0]
+    shown = ", ".join(repr(check) for check in checks)
+    return _Named(lambda spiffe_id: all(check(spiffe_id) for check in checks), f"all_of({shown})")
 
 
 def coerce(allow: Allow, trust_domain: str | TrustDomain | None = None) -> Authorizer:

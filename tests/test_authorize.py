@@ -90,6 +90,19 @@ def test_any_of() -> None:
         authorize.any_of()
 
 
+def test_all_of() -> None:
+    check = authorize.all_of(authorize.member_of("example.org"), authorize.matching(on_team))
+    assert allowed(check) == {REPORTS}
+    assert repr(check).startswith("all_of(member_of(example.org), matching(")
+    assert authorize.all_of(authorize.any_id())(FOREIGN) is True
+    with pytest.raises(ConfigurationError):
+        authorize.all_of()
+
+
+def on_team(spiffe_id: SpiffeId) -> bool:
+    return spiffe_id.path.startswith("/team/")
+
+
 # -- coerce: what every allow= accepts ---------------------------------------------------------
 
 

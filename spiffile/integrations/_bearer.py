@@ -1,11 +1,13 @@
-"""What the ASGI and WSGI middleware share: read a Bearer token, verify it, shape the 401.
+"""What the server integrations share: read a Bearer token, verify it, apply a rule.
 
 The answer to a remote caller is deliberately coarse.  Every rejected token,
 whether forged, expired, for another audience or from an identity the bundle
 does not know, gets the same ``401`` and the same body, so bundle membership
-cannot be probed from outside (PROFILE.md §10, *information exposure*).  The
-precise reason goes to the ``spiffile.integrations`` logger at INFO, without
-the token.
+cannot be probed from outside (PROFILE.md §10, *information exposure*); a
+verified caller that the rule does not allow gets one ``403``.  The precise
+reason goes to the ``spiffile.integrations`` logger at INFO, without the
+token: the error's code and message, the SPIFFE IDs involved, the rule.
+:func:`spiffile.integrations.log_rejections` shows these lines.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from spiffile.errors import SpiffileError
+from spiffile.integrations._rules import Access, Rule
 from spiffile.spiffe_id import SpiffeId
 
 if TYPE_CHECKING:
@@ -23,7 +26,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CALLER_KEY",
+    "FORBIDDEN",
+    "INVALID",
+    "MISSING",
     "Rejection",
+    "admit",
     "authenticate",
     "bearer_header",
     "parse_audience",
@@ -36,22 +43,25 @@ CALLER_KEY: Final = "spiffile.caller"
 logger: Final = logging.getLogger("spiffile.integrations")
 
 # RFC 6750 §3: no error code when the request carried no credentials at all,
-# `invalid_token` for every token we refuse.
+# `invalid_token` for every token we refuse, `insufficient_scope` (§3.1) when
+# the token is fine but its caller lacks the privilege.
 _CHALLENGE: Final = "Bearer"
-_INVALID_CHALLENGE: Final = 'Bearer error="invalid_token"'
-_MISSING_BODY: Final = b'{"error": "missing_token"}'
-_INVALID_BODY: Final = b'{"error": "invalid_token"}'
 
 
 @dataclass(frozen=True)
 class Rejection:
-    """A 401 answer: the same for every refused token, by design."""
+    """A 401 or 403 answer: the same for every refused token, by design."""
 
+    #: RFC 6750 §3.1 error code, also the body's ``error`` (``missing_token`` for none).
+    error: str
     challenge: str
-    body: bytes
-
     status: int = 401
     reason: str = "Unauthorized"
+
+    @property
+    def body(self) -> bytes:
+        """The JSON body, ``{"error": "<code>"}``."""
+        return b'{"error": "' + self.error.encode("ascii") + b'"}'
 
     @property
     def headers(self) -> list[tuple[str, str]]:
@@ -64,8 +74,11 @@ class Rejection:
         ]
 
 
-MISSING: Final = Rejection(_CHALLENGE, _MISSING_BODY)
-INVALID: Final = Rejection(_INVALID_CHALLENGE, _INVALID_BODY)
+MISSING: Final = Rejection("missing_token", _CHALLENGE)
+INVALID: Final = Rejection("invalid_token", 'Bearer error="invalid_token"')
+FORBIDDEN: Final = Rejection(
+    "insufficient_scope", 'Bearer error="insufficient_scope"', 403, "Forbidden"
+)
 
 
 def parse_audience(audience: str | SpiffeId | None) -> str | None:
@@ -102,12 +115,68 @@ def authenticate(
     """Verify the request's Bearer token with *identity*: the caller, or how to say no."""
     token = bearer_header(authorization)
     if token is None:
-        logger.info("spiffile: no bearer token on %s %.200r", method, path)
+        logger.info(
+            "spiffile: 401 %s %.200r: missing_token: no bearer token",
+            method,
+            path,
+            extra={"spiffile_status": 401, "spiffile_code": "missing_token"},
+        )
         return MISSING
+    return _verify(identity, token, audience=audience, method=method, path=path)
+
+
+def _verify(
+    identity: Identity, token: str, *, audience: str | None, method: str, path: str
+) -> Caller | Rejection:
     try:
         return identity.verify(token, audience)
     except SpiffileError as exc:
         # The reason stays here: messages never hold keys or tokens, only
         # codes, claim names and (truncated) SPIFFE IDs.
-        logger.info("spiffile: rejected %s %.200r: %s: %.300r", method, path, exc.code, str(exc))
+        logger.info(
+            "spiffile: 401 %s %.200r: %s: %.400r",
+            method,
+            path,
+            exc.code,
+            str(exc),
+            extra={"spiffile_status": 401, "spiffile_code": exc.code},
+        )
         return INVALID
+
+
+def admit(
+    identity: Identity,
+    authorization: list[str],
+    rule: Rule,
+    *,
+    audience: str | None,
+    method: str,
+    path: str,
+) -> Caller | Rejection | None:
+    """Apply *rule* to one request: its caller, None (no caller and none needed), or a no.
+
+    An exempt rule reads nothing.  An optional rule lets a request without a
+    token go on, but a token that is there must verify: a client that sends
+    a bad one learns it (RFC 6750 §3.1) rather than being silently served
+    as anonymous.
+    """
+    if rule.access is Access.EXEMPT:
+        return None
+    token = bearer_header(authorization)
+    if token is None and rule.access is Access.OPTIONAL:
+        return None
+    if token is None:
+        return authenticate(identity, authorization, audience=audience, method=method, path=path)
+    caller = _verify(identity, token, audience=audience, method=method, path=path)
+    if isinstance(caller, Rejection) or rule.allows(caller.id):
+        return caller
+    logger.info(
+        "spiffile: 403 %s %.200r: not_allowed: caller %s is not allowed by %r (rule %.200r)",
+        method,
+        path,
+        caller.id,
+        rule.authorizer,
+        rule.pattern,
+        extra={"spiffile_status": 403, "spiffile_code": "not_allowed"},
+    )
+    return FORBIDDEN

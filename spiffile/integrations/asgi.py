@@ -3,12 +3,21 @@
 Works with any ASGI 3 server and framework (Starlette, FastAPI, Django,
 Quart, ...) and imports none of them::
 
-    app = SpiffileMiddleware(app, Identity.from_env(), exempt_paths={"/healthz"})
+    app = SpiffileMiddleware(
+        app,
+        Identity.from_env(),
+        allow=["orders", "reports"],          # bare names: the identity's trust domain
+        rules={"/admin/*": ["ops"]},          # per path: exact, or a prefix ending in *
+        exempt_paths=["/healthz"],            # no token read
+        optional_paths=["/catalog/*"],        # a caller if a valid token comes
+    )
 
 For ``http`` and ``websocket`` scopes the middleware reads the
 ``Authorization: Bearer`` header and calls :meth:`Identity.verify` (audience:
-the identity's own SPIFFE ID unless *audience* names another).  On success
-the verified :class:`~spiffile.Caller` is stored in the scope twice, under
+the identity's own SPIFFE ID unless *audience* names another), then asks the
+path's rule whether that caller may go on (:mod:`spiffile.authorize`; the
+most specific pattern wins, see ``spiffile.integrations._rules``).  The
+verified :class:`~spiffile.Caller` is stored in the scope twice, under
 ``scope["spiffile.caller"]`` (read it with :func:`caller_from_scope`) and
 under ``scope["state"]["spiffile_caller"]``, which Starlette and FastAPI show
 as ``request.state.spiffile_caller``.
@@ -17,23 +26,29 @@ Refused HTTP requests get ``401`` with ``WWW-Authenticate: Bearer
 error="invalid_token"`` and the body ``{"error": "invalid_token"}``, the same
 for an unknown identity as for a bad token (PROFILE.md §10); a request
 without a token gets ``WWW-Authenticate: Bearer`` and
-``{"error": "missing_token"}`` (RFC 6750 §3.1).  The reason is logged at INFO
-on the ``spiffile.integrations`` logger.  A refused websocket handshake gets
-the same 401 where the server supports the ``websocket.http.response``
-extension, and otherwise is closed with code 1008 (policy violation), which
-servers answer with HTTP 403.  Lifespan and other scopes pass through.
+``{"error": "missing_token"}`` (RFC 6750 §3.1); a verified caller the rule
+does not allow gets ``403`` and ``{"error": "insufficient_scope"}``.  The
+reason is logged at INFO on the ``spiffile.integrations`` logger
+(:func:`spiffile.integrations.log_rejections` shows it).  A refused websocket
+handshake gets the same answer where the server supports the
+``websocket.http.response`` extension, and otherwise is closed with code
+1008 (policy violation), which servers answer with HTTP 403.  Lifespan and
+other scopes pass through.
 
-*exempt_paths* are compared exactly with ``scope["path"]`` (no prefixes, no
-normalisation), so ``/healthz`` exempts that path and nothing else.
+Patterns are compared with ``scope["path"]`` as the server decoded it; a
+path with ``//``, ``.`` or ``..`` segments gets the stricter of its own rule
+and its normalised form's, so ``/healthz/../admin`` is never exempt.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any, Final
 
+from spiffile import authorize
 from spiffile.caller import Caller
-from spiffile.integrations._bearer import CALLER_KEY, Rejection, authenticate, parse_audience
+from spiffile.integrations._bearer import CALLER_KEY, Rejection, admit, parse_audience
+from spiffile.integrations._rules import Rules
 from spiffile.spiffe_id import SpiffeId
 
 if TYPE_CHECKING:
@@ -51,6 +66,7 @@ else:
 
 __all__ = [
     "CALLER_KEY",
+    "IDENTITY_KEY",
     "STATE_KEY",
     "SpiffileMiddleware",
     "caller_from_scope",
@@ -65,12 +81,16 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: Key of the caller in ``scope["state"]`` (``request.state.spiffile_caller``).
 STATE_KEY: Final = "spiffile_caller"
+#: Where the middleware leaves its :class:`~spiffile.Identity`, so that
+#: dependencies (``spiffile.integrations.fastapi``) resolve bare names in
+#: ``allow=`` against its trust domain.
+IDENTITY_KEY: Final = "spiffile.identity"
 #: The close code of a refused websocket handshake (RFC 6455 §7.4.1).
 POLICY_VIOLATION: Final = 1008
 
 
 class SpiffileMiddleware:
-    """Verify every ``http`` and ``websocket`` request's Bearer token before *app* sees it."""
+    """Verify each ``http`` and ``websocket`` request's Bearer token and apply its path's rule."""
 
     def __init__(
         self,
@@ -78,31 +98,49 @@ class SpiffileMiddleware:
         identity: Identity,
         *,
         audience: str | SpiffeId | None = None,
+        allow: authorize.Allow = None,
+        rules: Mapping[str, authorize.Allow] | None = None,
         exempt_paths: Iterable[str] = (),
+        optional_paths: Iterable[str] = (),
     ) -> None:
-        if isinstance(exempt_paths, str):
-            raise TypeError("exempt_paths must be a collection of paths, not one string")
+        """Compile the rules now, so that a typo in a pattern or an ID fails at start-up.
+
+        *allow* applies to every path no pattern names (default: any caller
+        the bundle verifies); *rules* maps patterns to their own ``allow=``;
+        *exempt_paths* need no token; *optional_paths* take a caller if one
+        comes.  See :func:`spiffile.authorize.coerce` for what ``allow=``
+        accepts; bare names are IDs in *identity*'s trust domain.
+        """
         self.app = app
         self.identity = identity
         self.audience = parse_audience(audience)
-        self.exempt_paths = frozenset(exempt_paths)
+        self.rules = Rules(
+            allow=allow,
+            rules=rules,
+            exempt=exempt_paths,
+            optional=optional_paths,
+            trust_domain=identity.id.trust_domain,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind not in ("http", "websocket") or scope.get("path") in self.exempt_paths:
+        if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
+        path = scope.get("path", "")
+        scope[IDENTITY_KEY] = self.identity
         authorization = [
             value.decode("latin-1")
             for name, value in scope.get("headers", ())
             if name.lower() == b"authorization"
         ]
-        result = authenticate(
+        result = admit(
             self.identity,
             authorization,
+            self.rules.match(path),
             audience=self.audience,
             method=scope.get("method", "WEBSOCKET"),
-            path=scope.get("path", ""),
+            path=path,
         )
         if isinstance(result, Rejection):
             if kind == "http":
@@ -110,10 +148,11 @@ class SpiffileMiddleware:
             else:
                 await _reject_websocket(scope, send, result)
             return
-        # Mutated in place, as Starlette's own AuthenticationMiddleware does,
-        # so outer middleware holding this scope see the caller too.
-        scope[CALLER_KEY] = result
-        scope.setdefault("state", {})[STATE_KEY] = result
+        if result is not None:
+            # Mutated in place, as Starlette's own AuthenticationMiddleware
+            # does, so outer middleware holding this scope see the caller too.
+            scope[CALLER_KEY] = result
+            scope.setdefault("state", {})[STATE_KEY] = result
         await self.app(scope, receive, send)
 
 
@@ -149,8 +188,9 @@ async def _reject_websocket(scope: Scope, send: Send, rejection: Rejection) -> N
 def caller_from_scope(scope: Scope) -> Caller | None:
     """The caller :class:`SpiffileMiddleware` verified for this scope, or None.
 
-    None means the request did not pass through the middleware: an exempt
-    path, a scope type it does not check, or an app not wrapped at all.
+    None means no caller was verified: an exempt path, an optional path
+    without a token, a scope type the middleware does not check, or an app
+    not wrapped at all.
     """
     caller = scope.get(CALLER_KEY)
     return caller if isinstance(caller, Caller) else None
