@@ -205,6 +205,18 @@ class ExportError(ProvisionError):
     code = "export"
 
 
+class UnsafeRootError(ProvisionError):
+    """A file or directory of an identity root is not safe to use.
+
+    A link where a file or directory belongs, something that is not a regular
+    file, or a directory that others could write (group- or world-writable, or
+    owned by another user): the producer refuses to read or write through it,
+    because whoever controls it could redirect a key (PROFILE.md §10).
+    """
+
+    code = "unsafe_root"
+
+
 __all__ += [
     "ExportError",
     "InvalidServiceNameError",
@@ -215,4 +227,5 @@ __all__ += [
     "ServiceNotFoundError",
     "TrustDomainMismatchError",
     "UnknownKeyError",
+    "UnsafeRootError",
 ]

@@ -49,11 +49,18 @@ def init(root: Path | None, trust_domain: str, as_json: bool) -> None:
 @click.command()
 @root_option
 @click.argument("names", metavar="NAME...", nargs=-1, required=True)
+@click.option(
+    "--group",
+    metavar="GROUP",
+    help="Let GROUP read the key without write access: directory 0750, key 0640 "
+    "(run each workload as its own user in its own group).",
+)
 @json_option
-def add(root: Path | None, names: Sequence[str], as_json: bool) -> None:
+def add(root: Path | None, names: Sequence[str], group: str | None, as_json: bool) -> None:
     """Add services (idempotent: an existing one keeps its key).
 
-    NAME may be nested (team/orders -> spiffe://TD/team/orders).
+    NAME may be nested (team/orders -> spiffe://TD/team/orders).  With
+    --group, an existing service is switched to the read-only group layout.
     """
     from spiffile.provision import add_service
     from spiffile.provision.root import service_id
@@ -61,7 +68,7 @@ def add(root: Path | None, names: Sequence[str], as_json: bool) -> None:
     opened = opened_root(root)
     for name in names:
         service_id(opened, name)  # Check every name first: a bad one adds none.
-    infos = [add_service(opened, name) for name in names]
+    infos = [add_service(opened, name, group=group) for name in names]
     if as_json:
         emit_json([info_json(info) for info in infos])
         return

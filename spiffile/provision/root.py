@@ -10,14 +10,17 @@ a producer that dies, so a crash never wedges a root.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import re
+import shlex
 import signal
 import stat
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TypeAlias
 
@@ -30,13 +33,22 @@ from spiffile.errors import (
     ProvisionError,
     RootNotFoundError,
     TrustDomainMismatchError,
+    UnsafeRootError,
 )
-from spiffile.files import atomic_write, fsync_directory, read_file
+from spiffile.files import (
+    atomic_write,
+    make_directory,
+    read_regular,
+    remove_file,
+    require_directory,
+)
 from spiffile.spiffe_id import MAX_ID_BYTES, SpiffeId, validate_trust_domain
 
 __all__ = [
     "BUNDLE_FILE",
     "DEFAULT_LOCK_TIMEOUT",
+    "GROUP_DIR_MODE",
+    "GROUP_KEY_MODE",
     "ID_FILE",
     "KEY_FILE",
     "KEY_MODE",
@@ -45,13 +57,21 @@ __all__ = [
     "SERVICES_DIR",
     "STAGED_KEY_FILE",
     "Root",
+    "RootFinding",
     "RootLike",
     "as_root",
+    "check_directory",
+    "check_service_dirs",
+    "directory_problem",
     "ensure_service_dir",
     "init_root",
+    "key_access",
     "locked",
     "open_root",
+    "os_errors",
+    "root_findings",
     "service_dir",
+    "service_dirs",
     "service_id",
     "step",
     "sweep_stale_temporaries",
@@ -70,6 +90,10 @@ DEFAULT_LOCK_TIMEOUT: Final = 30.0
 KEY_MODE: Final = 0o600
 PUBLIC_MODE: Final = 0o644
 _SERVICE_DIR_MODE: Final = 0o700
+#: A service directory shared read-only with its workload's group (README: read-only access).
+GROUP_DIR_MODE: Final = 0o750
+#: The key file in such a directory: readable by the group, writable by nobody else.
+GROUP_KEY_MODE: Final = 0o640
 _ROOT_DIR_MODE: Final = 0o755
 _MAX_SEGMENT_BYTES: Final = 255
 # The profile caps a SPIFFE ID at 2048 bytes: "spiffe://", a trust domain of at
@@ -163,7 +187,7 @@ class Root:
         :class:`TrustDomainMismatchError` when it names another trust domain.
         """
         try:
-            data = read_file(self.bundle_path, limit=MAX_BUNDLE_BYTES)
+            data = read_regular(self.bundle_path, limit=MAX_BUNDLE_BYTES)
         except FileNotFoundError:
             raise RootNotFoundError(
                 f"{self.path} is not an identity root (no {BUNDLE_FILE})"
@@ -199,14 +223,26 @@ RootLike: TypeAlias = Root | str | os.PathLike[str]
 
 
 def _flock(path: Path, deadline: float, limit: float) -> int:
+    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, KEY_MODE)
+        fd = os.open(path, flags, KEY_MODE)
     except FileNotFoundError:
         raise RootNotFoundError(
             f"{path.parent} is not an identity root (no such directory)"
         ) from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafeRootError(f"{path} is a symbolic link; refusing to lock it") from None
+        raise
     delay = 0.0005
     try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsafeRootError(f"{path} is not a regular file; refusing to lock through it")
+        # Created under the umask (mode 0000 under umask 0777 locks every later
+        # producer out): the lock file is exactly 0600, whatever the umask.
+        if stat.S_IMODE(st.st_mode) != KEY_MODE and st.st_uid == os.geteuid():
+            os.fchmod(fd, KEY_MODE)
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -233,7 +269,7 @@ def _parse_bundle(path: Path, data: bytes) -> Bundle:
 
 
 @contextlib.contextmanager
-def _os_errors(root: Root) -> Iterator[None]:
+def os_errors(root: Root) -> Iterator[None]:
     """Turn an unexpected OS failure (permissions, disk full) into a :class:`ProvisionError`."""
     try:
         yield
@@ -247,7 +283,10 @@ def _os_errors(root: Root) -> Iterator[None]:
 @contextlib.contextmanager
 def locked(root: Root) -> Iterator[Bundle]:
     """The lock, OS-error translation and the current bundle, for one operation."""
-    with _os_errors(root), root.lock():
+    with os_errors(root), root.lock():
+        check_directory(root.path, follow=True)
+        if os.path.lexists(root.services_path):
+            check_directory(root.services_path)
         sweep_stale_temporaries(root.path)
         yield root.read_bundle()
 
@@ -307,12 +346,175 @@ def service_dir(root: Root, name: str) -> Path:
     return root.services_path.joinpath(*name.split("/"))
 
 
+def service_dirs(root: Root, name: str) -> list[Path]:
+    """The directories from ``services/`` down to *name*'s own, outermost first."""
+    directory = root.services_path
+    found = [directory]
+    for segment in name.split("/"):
+        directory = directory / segment
+        found.append(directory)
+    return found
+
+
+# -- who may write the root (PROFILE.md §10: the root is the trust anchor) --------------
+
+
+def directory_problem(st: os.stat_result) -> str | None:
+    """Why a directory with status *st* cannot be trusted by this producer, or None.
+
+    A directory that another user owns, or that a group or everyone may write,
+    lets someone else replace the files in it (a key by a link to another
+    service's key, the bundle by one of their own) between two of our steps.
+    """
+    euid = os.geteuid()
+    if st.st_uid != euid:
+        return f"is owned by uid {st.st_uid}, not by this producer (uid {euid})"
+    if st.st_mode & 0o022:
+        who = (
+            "group- and world"
+            if st.st_mode & 0o022 == 0o022
+            else ("world" if st.st_mode & 0o002 else "group")
+        )
+        return f"is {who}-writable (mode {stat.S_IMODE(st.st_mode):04o})"
+    return None
+
+
+def check_directory(path: Path, *, follow: bool = False) -> os.stat_result:
+    """Refuse (:class:`UnsafeRootError`) a root directory others could write, or a link.
+
+    *follow* is for the root itself, which an operator may reach through a
+    link; every directory inside it must be a real directory.
+    """
+    st = os.stat(path) if follow else require_directory(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise ProvisionError(f"{path} exists and is not a directory")
+    problem = directory_problem(st)
+    if problem is not None:
+        raise UnsafeRootError(
+            f"{path} {problem}; refusing to write the root through it "
+            "(run `spiffile doctor` for the command that repairs it)"
+        )
+    return st
+
+
 def as_root(root: RootLike) -> Root:
     if isinstance(root, Root):
         return root
     if isinstance(root, str | os.PathLike):
         return open_root(root)
     raise TypeError(f"root must be a Root or a path, not {type(root).__name__}")
+
+
+def key_access(directory: Path) -> tuple[int, int | None]:
+    """The mode (and group) a key file in *directory* gets.
+
+    ``0600`` normally.  In a directory opened to its workload's group and to
+    nobody else (group ``r-x``, others nothing: mode ``0750``; README:
+    read-only access for a workload), ``0640`` with the directory's group,
+    so the workload reads its key but can neither write the key nor plant
+    anything next to it.
+    """
+    try:
+        st = os.lstat(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return KEY_MODE, None
+    if stat.S_IMODE(st.st_mode) & 0o077 == 0o050:
+        return GROUP_KEY_MODE, st.st_gid
+    return KEY_MODE, None
+
+
+# -- what the doctor reports ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RootFinding:
+    """One thing in a root that the producer refuses to write through, with its repair.
+
+    ``kind`` is stable for scripts: ``unsafe_directory`` (a directory others
+    own or may write), ``link`` (a symbolic link where a file or directory of
+    the root belongs), ``not_regular`` (a FIFO, socket or device there),
+    ``key_mode`` (a key file readable by others), ``lock_mode`` (``.lock`` not
+    ``0600``).  ``repair`` is a shell command that fixes it.
+    """
+
+    kind: str
+    path: Path
+    message: str
+    repair: str
+
+
+def root_findings(root: Root) -> list[RootFinding]:
+    """Everything in *root*'s file system layout that a write would refuse (read only, no lock).
+
+    The checks the producer makes on every write (:func:`check_directory`,
+    the no-link reads of :mod:`spiffile.files`), run over the whole root at
+    once so that ``spiffile doctor`` can list them with the command that
+    repairs each.  Sorted by path.
+    """
+    findings: list[RootFinding] = []
+    _directory_finding(findings, root.path, follow=True)
+    for special, mode in ((root.path / LOCK_FILE, KEY_MODE), (root.bundle_path, None)):
+        _file_finding(findings, special, mode)
+    if os.path.lexists(root.services_path) and _directory_finding(findings, root.services_path):
+        for dirpath, dirnames, filenames in os.walk(root.services_path):
+            here = Path(dirpath)
+            for entry in sorted(dirnames):
+                if not _directory_finding(findings, here / entry):
+                    dirnames.remove(entry)  # Not entered: a link or someone else's.
+            allowed, _ = key_access(here)
+            for entry in sorted(filenames):
+                if entry in (ID_FILE, KEY_FILE, STAGED_KEY_FILE):
+                    _file_finding(findings, here / entry, allowed if entry != ID_FILE else None)
+    return sorted(findings, key=lambda finding: (str(finding.path), finding.kind))
+
+
+def _directory_finding(findings: list[RootFinding], path: Path, *, follow: bool = False) -> bool:
+    """Add what is wrong with directory *path*; True if it is safe to look inside."""
+    quoted = shlex.quote(os.fspath(path))
+    try:
+        st = os.stat(path) if follow else os.lstat(path)
+    except OSError:
+        return False
+    if stat.S_ISLNK(st.st_mode):
+        findings.append(RootFinding("link", path, f"{path} is a symbolic link", f"rm {quoted}"))
+        return False
+    if not stat.S_ISDIR(st.st_mode):
+        return False
+    problem = directory_problem(st)
+    if problem is None:
+        return True
+    euid = os.geteuid()
+    if st.st_uid != euid:
+        repair = f"chown {euid} {quoted} && chmod go-w {quoted}"
+    else:
+        repair = f"chmod go-w {quoted}"
+    findings.append(RootFinding("unsafe_directory", path, f"{path} {problem}", repair))
+    return False
+
+
+def _file_finding(findings: list[RootFinding], path: Path, mode: int | None) -> None:
+    """Add what is wrong with root file *path* (a key or lock file when *mode* is given)."""
+    quoted = shlex.quote(os.fspath(path))
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return
+    if stat.S_ISLNK(st.st_mode):
+        findings.append(RootFinding("link", path, f"{path} is a symbolic link", f"rm {quoted}"))
+    elif not stat.S_ISREG(st.st_mode):
+        findings.append(
+            RootFinding("not_regular", path, f"{path} is not a regular file", f"rm {quoted}")
+        )
+    elif mode is not None and stat.S_IMODE(st.st_mode) & ~mode & 0o777:
+        kind = "lock_mode" if path.name == LOCK_FILE else "key_mode"
+        findings.append(
+            RootFinding(
+                kind,
+                path,
+                f"{path} is mode {stat.S_IMODE(st.st_mode):04o}, wider than {mode:04o}",
+                f"chmod {mode:04o} {quoted}",
+            )
+        )
 
 
 # -- roots -------------------------------------------------------------------------
@@ -331,7 +533,7 @@ def init_root(
     :class:`InvalidBundleError` (touching nothing) if the bundle is corrupt.
     """
     root = Root(path, trust_domain, lock_timeout=lock_timeout)
-    with _os_errors(root):
+    with os_errors(root):
         if not root.path.exists():
             # Like `mkdir -p`, but every directory created gets exactly 0755
             # whatever the umask: a group/world-writable parent would let
@@ -347,6 +549,7 @@ def init_root(
             # Checked before the lock too: a directory that is not (or not
             # our) root must not be left with a ``.lock`` file.
             _check_existing_bundle(root)
+        check_directory(root.path, follow=True)
         with root.lock():
             if root.bundle_path.exists():
                 _check_existing_bundle(root)
@@ -357,7 +560,9 @@ def init_root(
 
 
 def _check_existing_bundle(root: Root) -> None:
-    existing = _parse_bundle(root.bundle_path, read_file(root.bundle_path))
+    existing = _parse_bundle(
+        root.bundle_path, read_regular(root.bundle_path, limit=MAX_BUNDLE_BYTES)
+    )
     if existing.trust_domain != root.trust_domain:
         raise TrustDomainMismatchError(
             f"{root.path} is already a root for trust domain "
@@ -371,7 +576,7 @@ def open_root(path: str | os.PathLike[str], *, lock_timeout: float = DEFAULT_LOC
     absolute = Path(os.path.abspath(path))
     bundle_path = absolute / BUNDLE_FILE
     try:
-        data = read_file(bundle_path, limit=MAX_BUNDLE_BYTES)
+        data = read_regular(bundle_path, limit=MAX_BUNDLE_BYTES)
     except (FileNotFoundError, NotADirectoryError):
         raise RootNotFoundError(
             f"{absolute} is not an identity root (no {BUNDLE_FILE}); create it with init"
@@ -384,26 +589,39 @@ def open_root(path: str | os.PathLike[str], *, lock_timeout: float = DEFAULT_LOC
     return root
 
 
-def _make_dir(path: Path, mode: int) -> None:
+def _make_dir(path: Path, mode: int, *, group: int | None = None) -> None:
     """Create one directory with exactly *mode* (whatever the umask), or check the existing one."""
     try:
-        os.mkdir(path, mode)
-    except FileExistsError:
-        st = os.lstat(path)
-        if not stat.S_ISDIR(st.st_mode):
-            raise ProvisionError(f"{path} exists and is not a directory") from None
-        return
-    os.chmod(path, mode)
-    fsync_directory(path.parent)
+        created = make_directory(path, mode, group=group)
+    except UnsafeRootError:
+        raise
+    except NotADirectoryError:
+        raise ProvisionError(f"{path.parent} exists and is not a directory") from None
+    if not created:
+        if not stat.S_ISDIR(os.lstat(path).st_mode):
+            raise ProvisionError(f"{path} exists and is not a directory")
+        check_directory(path)
 
 
-def ensure_service_dir(root: Root, name: str) -> Path:
-    _make_dir(root.services_path, _ROOT_DIR_MODE)
-    directory = root.services_path
-    for segment in name.split("/"):
-        directory = directory / segment
-        _make_dir(directory, _SERVICE_DIR_MODE)
-    return directory
+def ensure_service_dir(root: Root, name: str, *, group: int | None = None) -> Path:
+    """Create (or check) every directory down to *name*'s; the last one gets *group* access."""
+    dirs = service_dirs(root, name)
+    _make_dir(dirs[0], _ROOT_DIR_MODE)
+    for directory in dirs[1:-1]:
+        # Intermediate directories of nested names: a workload in a group
+        # layout must be able to traverse them, and nothing in them is secret.
+        _make_dir(directory, _ROOT_DIR_MODE if group is not None else _SERVICE_DIR_MODE)
+    mode = _SERVICE_DIR_MODE if group is None else GROUP_DIR_MODE
+    _make_dir(dirs[-1], mode, group=group)
+    return dirs[-1]
+
+
+def check_service_dirs(root: Root, name: str) -> None:
+    """Refuse a service whose directories (from ``services/`` down) are links or others'."""
+    for directory in service_dirs(root, name):
+        if not os.path.lexists(directory):
+            return
+        check_directory(directory)
 
 
 def sweep_stale_temporaries(directory: Path) -> None:
@@ -416,15 +634,11 @@ def sweep_stale_temporaries(directory: Path) -> None:
         names = os.listdir(directory)
     except FileNotFoundError:
         return
-    removed = False
     for entry in names:
         if _STALE_TEMP.fullmatch(entry):
             path = directory / entry
             if stat.S_ISREG(os.lstat(path).st_mode):
-                os.unlink(path)
-                removed = True
-    if removed:
-        fsync_directory(directory)
+                remove_file(path)
 
 
 # -- keys and bindings (callers hold the lock) ----------------------------------------

@@ -28,6 +28,7 @@ three at once (reusing a key already staged).
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import stat
@@ -47,7 +48,17 @@ from spiffile.errors import (
     ServiceNotFoundError,
     UnknownKeyError,
 )
-from spiffile.files import atomic_write, fsync_directory, read_file
+from spiffile.files import (
+    atomic_write,
+    open_regular,
+    read_descriptor,
+    read_regular,
+    remove_directory,
+    remove_file,
+    rename_file,
+    set_access,
+    set_directory_access,
+)
 from spiffile.keys import (
     generate_private_key,
     kid_for,
@@ -59,6 +70,8 @@ from spiffile.provision.kubernetes import render_kubernetes
 from spiffile.provision.root import (
     BUNDLE_FILE,
     DEFAULT_LOCK_TIMEOUT,
+    GROUP_DIR_MODE,
+    GROUP_KEY_MODE,
     ID_FILE,
     KEY_FILE,
     KEY_MODE,
@@ -68,10 +81,14 @@ from spiffile.provision.root import (
     Root,
     RootLike,
     as_root,
+    check_directory,
+    check_service_dirs,
     ensure_service_dir,
     init_root,
+    key_access,
     locked,
     open_root,
+    os_errors,
     service_dir,
     service_id,
     step,
@@ -114,23 +131,37 @@ __all__ = [
 # -- keys and bindings (callers hold the lock) ----------------------------------------
 
 
+_MAX_KEY_BYTES = 64 * 1024
+
+
 def _load_key(path: Path) -> ec.EllipticCurvePrivateKey | None:
+    mode_allowed, group = key_access(path.parent)
     try:
-        data = read_file(path, limit=64 * 1024)
-    except FileNotFoundError:
+        with open_regular(path) as (fd, st):
+            data = read_descriptor(fd, path, _MAX_KEY_BYTES)
+            try:
+                key = load_private_key_pem(data)
+            except InvalidKeyError as exc:
+                raise InvalidKeyError(f"{path}: {exc}") from exc
+            # A key file put in by hand may be readable by others: narrow it
+            # (removing access is always safe) rather than use it as it is.
+            # fchmod on the descriptor just read: the file checked is the file
+            # changed, even if the name is swapped for a link meanwhile.
+            mode = stat.S_IMODE(st.st_mode)
+            too_open = mode & ~mode_allowed & 0o777 or (
+                group is not None and mode & 0o070 and st.st_gid != group
+            )
+            if too_open:
+                narrowed = mode_allowed if group is not None and st.st_gid == group else KEY_MODE
+                set_access(fd, path, narrowed)
+                logging.getLogger("spiffile").warning(
+                    "spiffile: %s was mode %04o; narrowed to %04o (a private key)",
+                    path,
+                    mode,
+                    narrowed,
+                )
+    except (FileNotFoundError, NotADirectoryError):
         return None
-    try:
-        key = load_private_key_pem(data)
-    except InvalidKeyError as exc:
-        raise InvalidKeyError(f"{path}: {exc}") from exc
-    # A key file put in by hand may be readable by others: narrow it to 0600
-    # (removing access is always safe) rather than use it as it is.
-    mode = stat.S_IMODE(os.stat(path).st_mode)
-    if mode & 0o077:
-        os.chmod(path, 0o600)
-        logging.getLogger("spiffile").warning(
-            "spiffile: %s was mode %04o; narrowed to 0600 (a private key)", path, mode
-        )
     return key
 
 
@@ -167,7 +198,8 @@ def _require_key(directory: Path, name: str) -> ec.EllipticCurvePrivateKey:
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    atomic_write(path, private_key_to_pem(key), mode=KEY_MODE)
+    mode, group = key_access(path.parent)
+    atomic_write(path, private_key_to_pem(key), mode=mode, group=group)
 
 
 def _check_owner(directory: Path, sid: SpiffeId) -> None:
@@ -179,7 +211,7 @@ def _check_owner(directory: Path, sid: SpiffeId) -> None:
     ``remove Orders`` would delete orders' key.
     """
     try:
-        text = read_file(directory / ID_FILE, limit=4096).decode("utf-8", "replace").rstrip()
+        text = read_regular(directory / ID_FILE, limit=4096).decode("utf-8", "replace").rstrip()
     except (FileNotFoundError, NotADirectoryError):
         return
     if text != str(sid):
@@ -193,7 +225,7 @@ def _write_id(directory: Path, sid: SpiffeId) -> None:
     content = f"{sid}\n".encode()
     path = directory / ID_FILE
     with contextlib.suppress(FileNotFoundError):
-        if read_file(path, limit=4096) == content:
+        if read_regular(path, limit=4096) == content:
             return
     atomic_write(path, content, mode=PUBLIC_MODE)
 
@@ -244,19 +276,28 @@ def _info(bundle: Bundle, name: str, sid: SpiffeId, directory: Path) -> ServiceI
     )
 
 
-def add_service(root: RootLike, name: str) -> ServiceInfo:
+def add_service(root: RootLike, name: str, *, group: int | str | None = None) -> ServiceInfo:
     """Provision service *name*: identity file, private key, public key bound in the bundle.
 
     Idempotent: an existing key is kept.  A key file that exists but is not
     bound (a crash of another tool, a restored backup) is registered.
     Write order: ``id``, then the bundle, then ``key.pem`` (see the module
     docstring), so the key file never exists unbound.
+
+    *group* (a group name or id) opens the service to a workload running as
+    its own user without letting it write anything: the directory becomes
+    ``0750`` and the key ``0640``, both with that group, owned by the
+    producer (README: read-only access for a workload).  The layout is kept
+    by every later rotation.
     """
     root = as_root(root)
     sid = service_id(root, name)
+    gid = None if group is None else _resolve_group(group)
     with locked(root) as bundle:
-        directory = ensure_service_dir(root, name)
+        directory = ensure_service_dir(root, name, group=gid)
         _check_owner(directory, sid)
+        if gid is not None:
+            _open_to_group(directory, gid)
         sweep_stale_temporaries(directory)
         key = _load_key(directory / KEY_FILE)  # A corrupt key file stops us here.
         _write_id(directory, sid)
@@ -270,6 +311,31 @@ def add_service(root: RootLike, name: str) -> ServiceInfo:
         else:
             bundle = _bind(root, bundle, sid, key)
         return _info(bundle, name, sid, directory)
+
+
+def _resolve_group(group: int | str) -> int:
+    import grp  # POSIX only, like the rest of the producer (flock).
+
+    if isinstance(group, bool) or not isinstance(group, int | str):
+        raise TypeError(f"group must be a name or an id, not {type(group).__name__}")
+    try:
+        return grp.getgrgid(group).gr_gid if isinstance(group, int) else grp.getgrnam(group).gr_gid
+    except (KeyError, OverflowError):
+        if isinstance(group, str) and group.isdigit():
+            return _resolve_group(int(group))
+        raise ProvisionError(f"no group {str(group)[:64]!r} on this host") from None
+
+
+def _open_to_group(directory: Path, gid: int) -> None:
+    """Give an existing service directory (and its key files) the read-only group layout."""
+    st = os.lstat(directory)
+    if st.st_gid != gid or stat.S_IMODE(st.st_mode) != GROUP_DIR_MODE:
+        set_directory_access(directory, GROUP_DIR_MODE, group=gid)
+    for file_name in (KEY_FILE, STAGED_KEY_FILE):
+        path = directory / file_name
+        with contextlib.suppress(FileNotFoundError), open_regular(path) as (fd, key_st):
+            if key_st.st_gid != gid or stat.S_IMODE(key_st.st_mode) != GROUP_KEY_MODE:
+                set_access(fd, path, GROUP_KEY_MODE, group=gid)
 
 
 def _stage(root: Root, bundle: Bundle, sid: SpiffeId, directory: Path) -> tuple[str, Bundle]:
@@ -293,8 +359,7 @@ def _commit(root: Root, bundle: Bundle, sid: SpiffeId, directory: Path, name: st
     bundle = _bind(root, bundle, sid, staged)
     # The staged file was created 0600 by atomic_write; renaming it keeps the
     # key file's replacement atomic and never widens its mode.
-    os.replace(directory / STAGED_KEY_FILE, directory / KEY_FILE)
-    fsync_directory(directory)
+    rename_file(directory / STAGED_KEY_FILE, directory / KEY_FILE)
     step("commit:renamed")
     return bundle
 
@@ -302,6 +367,7 @@ def _commit(root: Root, bundle: Bundle, sid: SpiffeId, directory: Path, name: st
 def _service_prelude(root: Root, bundle: Bundle, name: str) -> tuple[SpiffeId, Path, Bundle]:
     """Common start of every change to an existing service: its key, bound."""
     sid = service_id(root, name)
+    check_service_dirs(root, name)
     directory = service_dir(root, name)
     _check_owner(directory, sid)
     key = _require_key(directory, name)
@@ -399,8 +465,7 @@ def revoke_key(root: RootLike, name: str, kid: str) -> None:
             raise UnknownKeyError(f"no key {kid[:64]!r} is bound to or staged for {name!r}")
         if is_staged:
             # Private key first: a key file must never outlive its binding.
-            os.unlink(directory / STAGED_KEY_FILE)
-            fsync_directory(directory)
+            remove_file(directory / STAGED_KEY_FILE)
             step("revoke:staged-key-deleted")
         _unbind(root, bundle, sid, {kid})
 
@@ -415,6 +480,7 @@ def remove_service(root: RootLike, name: str) -> None:
     root = as_root(root)
     sid = service_id(root, name)
     with locked(root) as bundle:
+        check_service_dirs(root, name)
         directory = service_dir(root, name)
         _check_owner(directory, sid)
         files = [directory / f for f in (STAGED_KEY_FILE, KEY_FILE, ID_FILE)]
@@ -425,8 +491,7 @@ def remove_service(root: RootLike, name: str) -> None:
             raise ServiceNotFoundError(f"no service {name!r} in this root")
         sweep_stale_temporaries(directory)
         for path in present:
-            os.unlink(path)
-            fsync_directory(directory)
+            remove_file(path)
             step(f"remove:{path.name}-deleted")
         _remove_empty_dirs(root, directory)
         step("remove:dirs-removed")
@@ -439,13 +504,13 @@ def _remove_empty_dirs(root: Root, directory: Path) -> None:
     """Remove *directory* and its parents up to ``services/`` while they are empty."""
     while directory != root.services_path and root.services_path in directory.parents:
         try:
-            os.rmdir(directory)
+            remove_directory(directory)
         except FileNotFoundError:
             pass  # Gone already (a re-run after a crash): its parent may be too.
-        except OSError:
-            return  # Not empty: a nested service or a foreign file lives there.
-        else:
-            fsync_directory(directory.parent)
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                return  # Not empty: a nested service or a foreign file lives there.
+            raise
         directory = directory.parent
 
 
@@ -454,6 +519,7 @@ def service_info(root: RootLike, name: str) -> ServiceInfo:
     root = as_root(root)
     sid = service_id(root, name)
     with locked(root) as bundle:
+        check_service_dirs(root, name)
         return _info(bundle, name, sid, service_dir(root, name))
 
 
@@ -469,6 +535,10 @@ def list_services(root: RootLike) -> list[ServiceInfo]:
     with locked(root) as bundle:
         for dirpath, dirnames, filenames in os.walk(root.services_path):
             dirnames.sort()
+            check_directory(Path(dirpath))
+            for entry in dirnames:
+                # os.walk lists a link to a directory here without entering it.
+                check_directory(Path(dirpath, entry))
             if any(name.endswith(".tmp") for name in filenames):
                 sweep_stale_temporaries(Path(dirpath))
             if KEY_FILE not in filenames:
@@ -486,10 +556,17 @@ def service_env(root: RootLike, name: str) -> dict[str, str]:
     """The ``SPIFFILE_*_FILE`` variables (absolute paths) that make a workload *name*."""
     root = as_root(root)
     sid = service_id(root, name)
-    directory = service_dir(root, name)
-    _check_owner(directory, sid)
-    if not (directory / KEY_FILE).is_file():
-        raise ServiceNotFoundError(f"no service {name!r} in this root (no {KEY_FILE})")
+    with os_errors(root):
+        check_service_dirs(root, name)
+        directory = service_dir(root, name)
+        _check_owner(directory, sid)
+        try:
+            with open_regular(directory / KEY_FILE):
+                pass
+        except (FileNotFoundError, NotADirectoryError):
+            raise ServiceNotFoundError(
+                f"no service {name!r} in this root (no {KEY_FILE})"
+            ) from None
     return {
         "SPIFFILE_ID_FILE": os.fspath(directory / ID_FILE),
         "SPIFFILE_KEY_FILE": os.fspath(directory / KEY_FILE),
@@ -525,8 +602,8 @@ def export_kubernetes(root: RootLike, name: str, *, namespace: str | None = None
             spiffe_id=str(sid),
             trust_domain=root.trust_domain,
             kid=info.kid,
-            id_file=read_file(directory / ID_FILE, limit=4096),
-            key_pem=read_file(directory / KEY_FILE, limit=64 * 1024),
-            bundle_json=read_file(root.bundle_path, limit=MAX_BUNDLE_BYTES),
+            id_file=read_regular(directory / ID_FILE, limit=4096),
+            key_pem=read_regular(directory / KEY_FILE, limit=_MAX_KEY_BYTES),
+            bundle_json=read_regular(root.bundle_path, limit=MAX_BUNDLE_BYTES),
             namespace=namespace,
         )

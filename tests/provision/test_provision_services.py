@@ -349,7 +349,7 @@ def test_a_symlinked_service_directory_is_not_followed(root: Root, tmp_path: Pat
     outside = tmp_path / "outside"
     outside.mkdir()
     (root.path / "services" / "evil").symlink_to(outside)
-    with pytest.raises(ProvisionError, match="not a directory"):
+    with pytest.raises(ProvisionError, match="symbolic link"):
         add_service(root, "evil")
     with pytest.raises(ProvisionError):
         add_service(root, "evil/inner")

@@ -1,0 +1,434 @@
+"""One regression test per producer-hardening finding, named for it (tests/test_advisory.py style).
+
+Each test mounts the attack for real: real symbolic links, FIFOs and
+directories in a real root, a second operating-system user (``setpriv`` to
+``nobody``) when the suite runs as root, real subprocesses under a hostile
+umask.  The docstring says what the finding was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from spiffile.bundle import Bundle
+from spiffile.errors import ProvisionError, SpiffileError, UnsafeRootError
+from spiffile.keys import generate_private_key, kid_for, load_private_key_pem, private_key_to_pem
+from spiffile.provision import (
+    Root,
+    add_service,
+    commit_rotation,
+    export_kubernetes,
+    init_root,
+    list_services,
+    load_identity,
+    prune_service,
+    remove_service,
+    revoke_key,
+    rotate_service,
+    service_env,
+    service_info,
+    stage_rotation,
+)
+from spiffile.provision.root import root_findings
+
+TD = "example.org"
+IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+HAS_SETPRIV = shutil.which("setpriv") is not None
+
+
+def bound(root: Root, name: str) -> list[str]:
+    bundle = Bundle.parse(root.bundle_path.read_bytes())
+    sid = f"spiffe://{TD}/{name}"
+    return [key.kid for key in bundle.keys_for(sid)] if sid in bundle else []
+
+
+def key_kid(path: Path) -> str:
+    return kid_for(load_private_key_pem(path.read_bytes()).public_key())
+
+
+def tree(path: Path) -> dict[str, tuple[bytes | str | None, int]]:
+    """Every entry under *path*: content (or link target) and mode, without following links."""
+    found: dict[str, tuple[bytes | str | None, int]] = {}
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in [*dirnames, *filenames]:
+            full = Path(dirpath, name)
+            st = full.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                content: bytes | str | None = os.readlink(full)
+            elif stat.S_ISREG(st.st_mode) and name != ".lock":
+                content = full.read_bytes()
+            else:
+                content = None
+            found[str(full.relative_to(path))] = (content, stat.S_IMODE(st.st_mode))
+    return found
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Root:
+    return init_root(tmp_path / "identity", TD)
+
+
+def every_operation(name: str) -> list[tuple[str, Callable[[Root], object]]]:
+    """Each producer operation on service *name*, as (label, call)."""
+    return [
+        ("add", lambda r: add_service(r, name)),
+        ("rotate", lambda r: rotate_service(r, name)),
+        ("rotate-drop-old", lambda r: rotate_service(r, name, keep_old=False)),
+        ("stage", lambda r: stage_rotation(r, name)),
+        ("commit", lambda r: commit_rotation(r, name)),
+        ("prune", lambda r: prune_service(r, name)),
+        ("revoke", lambda r: revoke_key(r, name, "x" * 43)),
+        ("remove", lambda r: remove_service(r, name)),
+        ("env", lambda r: service_env(r, name)),
+        ("export", lambda r: export_kubernetes(r, name)),
+        ("info", lambda r: service_info(r, name)),
+        ("list", lambda r: list_services(r)),
+        ("load_identity", lambda r: load_identity(r, name)),
+    ]
+
+
+# -- item: producer operations follow symlinks inside service directories ---------------
+
+
+def test_advisory_staged_key_linked_to_another_services_key(root: Root) -> None:
+    """A workload that can write its own directory links ``key.next.pem`` to billing's
+    ``key.pem``: ``rotate orders`` bound billing's key to orders and ``export orders``
+    shipped billing's private key.  Now the link is refused and nothing moves.
+    """
+    add_service(root, "orders")
+    add_service(root, "billing")
+    billing_key = root.services_path / "billing" / "key.pem"
+    billing_kid = key_kid(billing_key)
+    staged = root.services_path / "orders" / "key.next.pem"
+    staged.symlink_to(billing_key)
+    before = tree(root.path)
+    for operation in (rotate_service, stage_rotation, commit_rotation, prune_service):
+        with pytest.raises(UnsafeRootError, match="symbolic link"):
+            operation(root, "orders")
+    with pytest.raises(UnsafeRootError):
+        list_services(root)
+    assert billing_kid not in bound(root, "orders")
+    assert tree(root.path) == before
+
+    # The same with key.pem itself: export must not ship the linked key.
+    staged.unlink()
+    own = root.services_path / "orders" / "key.pem"
+    own.unlink()
+    own.symlink_to(billing_key)
+    billing_pem = billing_key.read_bytes()
+    with pytest.raises(UnsafeRootError):
+        export_kubernetes(root, "orders")
+    for label, operation in every_operation("orders"):
+        if label == "remove":
+            continue  # Unlinking the link is harmless: checked last.
+        with pytest.raises(UnsafeRootError) as caught:
+            operation(root)
+        assert billing_pem.decode() not in str(caught.value), label
+    assert billing_kid not in bound(root, "orders")
+    remove_service(root, "orders")
+    assert billing_key.read_bytes() == billing_pem
+    assert key_kid(billing_key) == billing_kid
+
+
+def test_advisory_list_chmod_follows_a_racing_symlink(root: Root, tmp_path: Path) -> None:
+    """Racing ``key.pem`` between a readable key and a symlink made a root-run ``list``
+    ``chmod 0600`` any file on the host.  The mode is now changed with ``fchmod`` on the
+    descriptor that was checked to be a regular file, so the host file never changes.
+    """
+    add_service(root, "orders")
+    host_file = tmp_path / "host-file"
+    host_file.write_text("a file list must never touch\n")
+    os.chmod(host_file, 0o644)
+    key_file = root.services_path / "orders" / "key.pem"
+    pem = private_key_to_pem(generate_private_key())
+
+    # Without a race: a link is refused outright.
+    key_file.unlink()
+    key_file.symlink_to(host_file)
+    with pytest.raises(UnsafeRootError):
+        list_services(root)
+    assert stat.S_IMODE(host_file.stat().st_mode) == 0o644
+
+    # With a race: a thread swaps key.pem (atomically) between a 0644 key, which
+    # list narrows to 0600, and a link to the host file.
+    stop = threading.Event()
+
+    def swap() -> None:
+        spare_key = key_file.with_name(".swap-key")
+        spare_link = key_file.with_name(".swap-link")
+        while not stop.is_set():
+            spare_key.write_bytes(pem)
+            os.chmod(spare_key, 0o644)
+            os.replace(spare_key, key_file)
+            with contextlib.suppress(FileExistsError):
+                spare_link.symlink_to(host_file)
+            os.replace(spare_link, key_file)
+
+    racer = threading.Thread(target=swap, daemon=True)
+    racer.start()
+    outcomes: set[str] = set()
+    try:
+        for _ in range(300):
+            try:
+                list_services(root)
+                outcomes.add("listed")
+            except SpiffileError as exc:
+                outcomes.add(type(exc).__name__)
+            assert stat.S_IMODE(host_file.stat().st_mode) == 0o644
+    finally:
+        stop.set()
+        racer.join(timeout=10)
+    assert stat.S_IMODE(host_file.stat().st_mode) == 0o644
+    assert outcomes  # Something ran; which outcomes depends on the race.
+
+
+def test_advisory_symlinked_service_directory_refused_by_every_operation(
+    root: Root, tmp_path: Path
+) -> None:
+    """A service directory that is a link (to a copy of a real service elsewhere) is
+    refused by every operation: nothing is read, written or bound through it.
+    """
+    add_service(root, "decoy")
+    outside = tmp_path / "outside"
+    shutil.copytree(root.services_path / "decoy", outside)
+    (outside / "id").write_text(f"spiffe://{TD}/evil\n")
+    (root.services_path / "evil").symlink_to(outside)
+    before_outside = tree(outside)
+    before_bundle = root.bundle_path.read_bytes()
+    for label, operation in every_operation("evil"):
+        if label == "list":
+            continue  # list is about the whole root: checked below.
+        with pytest.raises(UnsafeRootError, match="symbolic link"):
+            operation(root)
+    with pytest.raises(UnsafeRootError, match="symbolic link"):
+        list_services(root)
+    with pytest.raises(UnsafeRootError, match="symbolic link"):
+        add_service(root, "evil/inner")
+    assert tree(outside) == before_outside
+    assert root.bundle_path.read_bytes() == before_bundle
+    assert [f.kind for f in root_findings(root)] == ["link"]
+
+
+@pytest.mark.parametrize("file_name", ["key.pem", "key.next.pem", "id"])
+def test_advisory_fifo_in_a_service_directory(root: Root, file_name: str) -> None:
+    """A FIFO planted under a file name blocked the producer forever on open; it is now
+    opened non-blocking and refused as not a regular file.
+    """
+    add_service(root, "orders")
+    path = root.services_path / "orders" / file_name
+    path.unlink(missing_ok=True)
+    os.mkfifo(path)
+    with pytest.raises(UnsafeRootError, match="not a regular file"):
+        rotate_service(root, "orders")
+    assert [f.kind for f in root_findings(root)] == ["not_regular"]
+
+
+def nobody_python(code: str, *args: str, env: dict[str, str] | None = None) -> Any:
+    """Run *code* with this interpreter as user nobody, group nogroup, no other groups."""
+    command = [
+        "setpriv",
+        "--reuid=nobody",
+        "--regid=nogroup",
+        "--clear-groups",
+        sys.executable,
+        "-c",
+        code,
+        *args,
+    ]
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})}
+    )
+
+
+@contextlib.contextmanager
+def shared_tmp() -> Iterator[Path]:
+    """A directory another user can traverse (pytest's tmp_path is 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="spiffile-uid-"))
+    os.chmod(path, 0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path)
+
+
+@pytest.mark.skipif(not (IS_ROOT and HAS_SETPRIV), reason="needs root and setpriv for a 2nd uid")
+def test_advisory_workload_reads_its_key_without_write_access() -> None:
+    """The documented read-only layout, with a real second user: the workload (nobody,
+    group nogroup) reads its key and signs, but cannot write its directory (so it
+    cannot plant a link for the next rotation), cannot replace its key, and cannot
+    read another service's key.  A rotation keeps the layout.
+    """
+    with shared_tmp() as base:
+        root = init_root(base / "identity", TD)
+        info = add_service(root, "orders", group="nogroup")
+        add_service(root, "billing")
+        directory = root.services_path / "orders"
+        st = directory.stat()
+        assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o750)
+        assert st.st_gid == 65534
+        key_st = (directory / "key.pem").stat()
+        assert (key_st.st_uid, key_st.st_gid, stat.S_IMODE(key_st.st_mode)) == (0, 65534, 0o640)
+
+        env = service_env(root, "orders")
+        worker = (
+            "import os, sys\n"
+            "from spiffile import Identity\n"
+            "identity = Identity.from_env()\n"
+            "identity.token(audience='spiffe://example.org/billing')\n"
+            "print(identity.kid)\n"
+            "d = os.path.dirname(os.environ['SPIFFILE_KEY_FILE'])\n"
+            "for attempt in (lambda: open(os.path.join(d, 'key.next.pem'), 'x'),\n"
+            "                lambda: os.symlink('/etc/passwd', os.path.join(d, 'key.next.pem')),\n"
+            "                lambda: open(os.environ['SPIFFILE_KEY_FILE'], 'r+b'),\n"
+            "                lambda: open(sys.argv[1], 'rb')):\n"
+            "    try:\n"
+            "        attempt()\n"
+            "    except PermissionError:\n"
+            "        print('denied')\n"
+            "    else:\n"
+            "        print('ALLOWED')\n"
+        )
+        billing_key = os.fspath(root.services_path / "billing" / "key.pem")
+        result = nobody_python(worker, billing_key, env=env)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split() == [info.kid, "denied", "denied", "denied", "denied"]
+
+        new_kid = rotate_service(root, "orders")
+        key_st = (directory / "key.pem").stat()
+        assert (key_st.st_gid, stat.S_IMODE(key_st.st_mode)) == (65534, 0o640)
+        result = nobody_python(worker, billing_key, env=env)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split()[0] == new_kid
+        assert root_findings(root) == []
+
+
+def test_group_layout_switches_an_existing_service_and_rejects_unknown_groups(root: Root) -> None:
+    info = add_service(root, "orders")
+    stage_rotation(root, "orders")
+    gid = os.getegid()
+    again = add_service(root, "orders", group=gid)
+    assert again.kid == info.kid
+    directory = root.services_path / "orders"
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o750
+    for name in ("key.pem", "key.next.pem"):
+        assert stat.S_IMODE((directory / name).stat().st_mode) == 0o640
+    with pytest.raises(ProvisionError, match="no group"):
+        add_service(root, "orders", group="no-such-group-here")
+
+
+# -- item: the lock file and directories others can write ----------------------------------
+
+UMASK_WORKER = """
+import os, sys
+os.umask(0o777)
+from spiffile.provision import add_service, init_root
+root = init_root(sys.argv[1], "example.org")
+add_service(root, "orders")
+add_service(root, "billing")
+"""
+
+
+def test_advisory_lock_file_created_under_umask_0777(tmp_path: Path) -> None:
+    """``.lock`` was created under the umask: mode 0000 under umask 0777, after which
+    every command of a non-root producer failed.  It is now exactly 0600.
+    """
+    target = tmp_path / "identity"
+    result = subprocess.run(
+        [sys.executable, "-c", UMASK_WORKER, os.fspath(target)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert stat.S_IMODE((target / ".lock").stat().st_mode) == 0o600
+    # A lock file left 0000 (or 0644) by an older version is set to 0600 on next use.
+    os.chmod(target / ".lock", 0o000)
+    add_service(target, "ledger")
+    assert stat.S_IMODE((target / ".lock").stat().st_mode) == 0o600
+
+
+@pytest.mark.skipif(not (IS_ROOT and HAS_SETPRIV), reason="needs root and setpriv for a 2nd uid")
+def test_advisory_lock_file_umask_0777_as_an_unprivileged_producer() -> None:
+    """The same as a real unprivileged user, for whom a 0000 lock file was fatal."""
+    with shared_tmp() as base:
+        os.chown(base, 65534, 65534)
+        result = nobody_python(UMASK_WORKER, os.fspath(base / "identity"))
+        assert result.returncode == 0, result.stderr
+        assert stat.S_IMODE((base / "identity" / ".lock").stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize(
+    ("where", "change"),
+    [
+        ("root", "g+w"),
+        ("root", "o+w"),
+        ("services", "g+w"),
+        ("service", "o+w"),
+        ("service", "chown"),
+        ("services", "chown"),
+        ("root", "chown"),
+    ],
+)
+def test_advisory_writable_or_foreign_directories_are_refused(
+    root: Root, where: str, change: str
+) -> None:
+    """A root, ``services/`` or service directory that a group or everyone may write, or
+    that another user owns, let someone else swap files under the producer.  Every
+    write now refuses it, names it, and the doctor's finding carries the repair.
+    """
+    if change == "chown" and not IS_ROOT:
+        pytest.skip("changing a directory's owner needs root")
+    add_service(root, "orders")
+    path = {
+        "root": root.path,
+        "services": root.services_path,
+        "service": root.services_path / "orders",
+    }[where]
+    if change == "chown":
+        os.chown(path, 65534, -1)
+    else:
+        bits = stat.S_IWGRP if change == "g+w" else stat.S_IWOTH
+        os.chmod(path, stat.S_IMODE(path.stat().st_mode) | bits)
+    before = tree(root.path)
+    writes: list[Callable[[Root], object]] = [
+        lambda r: add_service(r, "orders"),
+        lambda r: rotate_service(r, "orders"),
+        lambda r: remove_service(r, "orders"),
+    ]
+    if where != "service":
+        writes.append(lambda r: add_service(r, "billing"))
+    for write in writes:
+        with pytest.raises(UnsafeRootError, match=str(path)):
+            write(root)
+    assert tree(root.path) == before
+    findings = root_findings(root)
+    assert [(f.kind, f.path) for f in findings] == [("unsafe_directory", path)]
+    subprocess.run(findings[0].repair, shell=True, check=True)
+    assert root_findings(root) == []
+    rotate_service(root, "orders")
+
+
+def test_root_findings_report_modes_links_and_the_lock(root: Root, tmp_path: Path) -> None:
+    add_service(root, "orders")
+    add_service(root, "team/billing")
+    key = root.services_path / "orders" / "key.pem"
+    os.chmod(key, 0o644)
+    os.chmod(root.path / ".lock", 0o644)
+    (root.services_path / "team" / "billing" / "key.next.pem").symlink_to(key)
+    findings = {(f.kind, f.path.name) for f in root_findings(root)}
+    assert findings == {("key_mode", "key.pem"), ("lock_mode", ".lock"), ("link", "key.next.pem")}
+    for finding in root_findings(root):
+        subprocess.run(finding.repair, shell=True, check=True)
+    assert root_findings(root) == []
