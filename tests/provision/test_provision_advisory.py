@@ -130,11 +130,11 @@ def test_advisory_staged_key_linked_to_another_services_key(root: Root) -> None:
     billing_pem = billing_key.read_bytes()
     with pytest.raises(UnsafeRootError):
         export_kubernetes(root, "orders")
-    for label, operation in every_operation("orders"):
+    for label, call in every_operation("orders"):
         if label == "remove":
             continue  # Unlinking the link is harmless: checked last.
         with pytest.raises(UnsafeRootError) as caught:
-            operation(root)
+            call(root)
         assert billing_pem.decode() not in str(caught.value), label
     assert billing_kid not in bound(root, "orders")
     remove_service(root, "orders")
