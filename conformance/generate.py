@@ -26,6 +26,7 @@ from conformance._documents import (
 from conformance._forge import Forge
 from conformance._hostile import invalid_vectors
 from conformance._valid import valid_vectors
+from conformance._x509 import x509_vectors
 
 __all__ = ["HERE", "build", "main", "write"]
 
@@ -86,6 +87,12 @@ def build(inputs_dir: Path = INPUTS) -> dict[str, Any]:
             bundle="bundle.json",
             defaults=common,
             vectors=invalid_vectors(forge),
+        ),
+        "x509-svids.json": _file(
+            "verify-x509: X.509-SVID chains (PEM, leaf first) to accept, with the SPIFFE ID "
+            "each yields, and to reject as invalid_x509_svid, with the X.509-SVID rule each "
+            "breaks (reason). authorities: PEM per trust domain.  An extension of the profile.",
+            **x509_vectors(forge.now),
         ),
     }
     _check_unique_ids(files)

@@ -229,3 +229,102 @@ __all__ += [
     "UnknownKeyError",
     "UnsafeRootError",
 ]
+
+
+# X.509-SVID errors (spiffile.svid.x509, X.509-SVID §4 and §5): one class per
+# rule a certificate chain can break, so that a refused TLS peer says why.
+
+
+class InvalidX509SvidError(SpiffileError):
+    """An X.509-SVID (or its chain) was rejected.  Subclasses say why; ``code`` names the rule."""
+
+    code = "invalid_x509_svid"
+
+
+class X509MalformedError(InvalidX509SvidError):
+    """Not PEM/DER certificates, no certificate at all, or more than the caps allow."""
+
+    code = "x509_malformed"
+
+
+class X509UriSanError(InvalidX509SvidError):
+    """The leaf does not carry exactly one URI SAN (X.509-SVID §2)."""
+
+    code = "x509_uri_san"
+
+
+class X509SpiffeIdError(InvalidX509SvidError):
+    """The leaf's URI SAN is not a valid SPIFFE ID (X.509-SVID §2)."""
+
+    code = "x509_spiffe_id"
+
+
+class X509LeafCaError(InvalidX509SvidError):
+    """The leaf sets the basic constraints ``cA`` flag (X.509-SVID §4.1)."""
+
+    code = "x509_leaf_ca"
+
+
+class X509KeyUsageError(InvalidX509SvidError):
+    """The leaf lacks ``digitalSignature`` or sets ``keyCertSign``/``cRLSign`` (X.509-SVID §4.3)."""
+
+    code = "x509_key_usage"
+
+
+class X509SigningCertError(InvalidX509SvidError):
+    """A certificate after the leaf is not a CA allowed to sign certificates (X.509-SVID §4.1)."""
+
+    code = "x509_signing_cert"
+
+
+class X509ExpiredError(InvalidX509SvidError):
+    """A certificate of the chain is past its ``notAfter``."""
+
+    code = "x509_expired"
+
+
+class X509NotYetValidError(InvalidX509SvidError):
+    """A certificate of the chain is before its ``notBefore``."""
+
+    code = "x509_not_yet_valid"
+
+
+class X509UnknownTrustDomainError(InvalidX509SvidError):
+    """No X.509 authority is known for the leaf's trust domain (X.509-SVID §5)."""
+
+    code = "x509_unknown_trust_domain"
+
+
+class X509UntrustedError(InvalidX509SvidError):
+    """The chain does not end at an authority of the leaf's trust domain (X.509-SVID §5)."""
+
+    code = "x509_untrusted"
+
+
+class X509KeyMismatchError(InvalidX509SvidError):
+    """The private key file does not hold the key of the SVID's leaf certificate."""
+
+    code = "x509_key_mismatch"
+
+
+class PeerNotAllowedError(SpiffileError):
+    """A verified TLS peer's SPIFFE ID is refused by the authorizer."""
+
+    code = "peer_not_allowed"
+
+
+__all__ += [
+    "InvalidX509SvidError",
+    "PeerNotAllowedError",
+    "X509ExpiredError",
+    "X509KeyMismatchError",
+    "X509KeyUsageError",
+    "X509LeafCaError",
+    "X509MalformedError",
+    "X509NotYetValidError",
+    "X509SigningCertError",
+    "X509SpiffeIdError",
+    "X509UnknownTrustDomainError",
+    "X509UntrustedError",
+    "X509UriSanError",
+]

@@ -33,6 +33,7 @@ _ERRORS: tuple[tuple[type[Exception], str], ...] = (
     (errors.InvalidSpiffeIdError, "invalid_spiffe_id"),
     (errors.InvalidBundleError, "invalid_bundle"),
     (errors.InvalidKeyError, "invalid_key"),
+    (errors.InvalidX509SvidError, "invalid_x509_svid"),
 )
 
 
@@ -123,6 +124,17 @@ def _verify(request: Mapping[str, Any]) -> dict[str, Any]:
     return {"ok": True, "id": str(caller.id), "claims": dict(caller.claims)}
 
 
+def _verify_x509(request: Mapping[str, Any]) -> dict[str, Any]:
+    from spiffile.svid import x509
+
+    authorities = {
+        trust_domain: x509.load_authorities(text.encode("utf-8"))
+        for trust_domain, text in request["authorities"].items()
+    }
+    svid_ = x509.verify_at(request["chain"].encode("utf-8"), authorities, request["now"])
+    return {"ok": True, "id": str(svid_.id)}
+
+
 def _provision(request: Mapping[str, Any]) -> dict[str, Any]:
     from spiffile import provision
 
@@ -162,6 +174,7 @@ handlers: dict[str, Handler] = {
     "generate-key": _guard(_generate_key),
     "mint": _guard(_mint),
     "verify": _guard(_verify),
+    "verify-x509": _guard(_verify_x509),
     "provision": _guard(_provision),
     "identity-token": _guard(_identity_token),
     "identity-verify": _guard(_identity_verify),
