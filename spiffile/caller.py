@@ -7,18 +7,38 @@ arrived.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from spiffile.spiffe_id import SpiffeId
 
-__all__ = ["Caller"]
+__all__ = ["Caller", "TrustKind"]
+
+
+class TrustKind(str, enum.Enum):
+    """Which kind of trust document verified a caller (``spiffile.trust``, PROFILE.md §12)."""
+
+    #: A spiffile bundle: the key is bound to the caller's ID alone (PROFILE.md §4).
+    SPIFFILE = "spiffile"
+    #: A SPIFFE bundle: an authority of the caller's trust domain, which may
+    #: sign for any ID of that domain, vouched for it (JWT-SVID standard).
+    SPIFFE = "spiffe"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass(frozen=True)
 class Caller:
-    """A verified caller: its SPIFFE ID and the token's claims."""
+    """A verified caller: its SPIFFE ID, the token's claims, and the kind of trust that vouched.
+
+    ``trust`` is :attr:`TrustKind.SPIFFILE` when a key bound to this very
+    identity signed the token (a spiffile bundle), :attr:`TrustKind.SPIFFE`
+    when an authority of the caller's trust domain did (a SPIFFE bundle).
+    """
 
     id: SpiffeId
     claims: Mapping[str, Any]
+    trust: TrustKind = TrustKind.SPIFFILE

@@ -16,13 +16,15 @@ from spiffile.bundle.document import (
     Bundle,
 )
 from spiffile.bundle.lint import lint_bundle
-from spiffile.bundle.spiffe import spiffe_jwt_bundle
+from spiffile.bundle.spiffe import JwtAuthority, SpiffeBundle, spiffe_jwt_bundle
 
 __all__ = [
     "MAX_BUNDLE_BYTES",
     "BoundIdentity",
     "BoundKey",
     "Bundle",
+    "JwtAuthority",
+    "SpiffeBundle",
     "lint_bundle",
     "spiffe_jwt_bundle",
 ]

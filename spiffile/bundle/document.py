@@ -237,6 +237,15 @@ class Bundle:
     def __iter__(self) -> Iterator[SpiffeId]:
         return iter(self.identities())
 
+    def bundle_for(self, trust_domain: str) -> Bundle:
+        """The trust-source protocol (``spiffile.trust``): this bundle, for its own domain only."""
+        if trust_domain != self._trust_domain:
+            raise UnknownIdentityError(
+                f"no trust document for trust domain {trust_domain[:255]!r} "
+                f"(this bundle is for {self._trust_domain!r})"
+            )
+        return self
+
     def keys_for(self, spiffe_id: str | SpiffeId) -> tuple[BoundKey, ...]:
         """The keys bound to *spiffe_id*, or :class:`UnknownIdentityError`."""
         return self.lookup(spiffe_id).keys

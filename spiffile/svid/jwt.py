@@ -17,8 +17,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from spiffile.bundle import BoundKey, Bundle
-from spiffile.caller import Caller
+from spiffile.bundle.spiffe import SpiffeBundle
+from spiffile.caller import Caller, TrustKind
 from spiffile.errors import (
+    AlgorithmError,
     AudienceError,
     ClaimsError,
     ExpiredTokenError,
@@ -31,7 +33,8 @@ from spiffile.errors import (
     UnknownIdentityError,
 )
 from spiffile.spiffe_id import SpiffeId
-from spiffile.svid import _jws
+from spiffile.svid import _jws, _standard
+from spiffile.trust import TrustSource
 
 __all__ = [
     "DEFAULT_LEEWAY",
@@ -88,24 +91,34 @@ def _candidates(keys: tuple[BoundKey, ...], kid: str) -> tuple[BoundKey, ...]:
 
 def verify(
     token: object,
-    bundle: Bundle,
+    bundle: TrustSource,
     *,
     audience: str | SpiffeId,
     now: float,
     leeway: float = DEFAULT_LEEWAY,
     max_lifetime: float | None = DEFAULT_MAX_LIFETIME,
+    issuer: str | None = None,
 ) -> Caller:
-    """Verify a JWT-SVID against *bundle* at time *now*; return the :class:`Caller`.
+    """Verify a JWT-SVID against a trust source at time *now*; return the :class:`Caller`.
+
+    *bundle* is any trust source (``spiffile.trust``): a spiffile
+    :class:`Bundle`, a SPIFFE bundle, or a set of them per trust domain.  The
+    document of the ``sub``'s trust domain decides the rules: a spiffile
+    bundle keeps every rule of profile v0 (PROFILE.md §6); a SPIFFE bundle
+    applies the JWT-SVID standard (PROFILE.md §12).  *issuer*, when given,
+    must equal the token's ``iss``.
 
     Raises :class:`InvalidTokenError` (a subclass naming the reason) or
     :class:`UnknownIdentityError` when ``sub`` is a well-formed SPIFFE ID
-    that has no valid entry in the bundle (another trust domain included).
+    that no trust document holds (another trust domain included).
     """
     # Step 0: cap and shape, before any decoding.
     if not isinstance(token, str):
         raise MalformedTokenError(f"a token must be a string, not {type(token).__name__}")
     if len(token) > MAX_TOKEN_BYTES:
         raise TokenTooLargeError(f"token longer than {MAX_TOKEN_BYTES} bytes")
+    if type(bundle) is not Bundle:
+        return _verify_source(token, bundle, audience, now, leeway, max_lifetime, issuer)
 
     # Step 1: header and claims (the compact form split and decoded once).
     kid, claims, signing_input, der = _jws.parse(token)
@@ -167,8 +180,115 @@ def verify(
             f"the token stays valid for more than the verifier's cap of {max_lifetime:g} s"
         )
 
+    if issuer is not None and claims.get("iss") != issuer:
+        raise ClaimsError("claim 'iss' is not the expected issuer")
+
     # Step 5: the verified subject is the caller.
     return Caller(entry.id, claims)
+
+
+def _check_times(
+    claims: Mapping[str, Any],
+    expires: int,
+    now: float,
+    leeway: float,
+    max_lifetime: float | None,
+    issuer: str | None,
+) -> None:
+    """Profile steps 8 and 9, and ``iss`` when asked (PROFILE.md §6.1, JWT-SVID §3)."""
+    issued = _numeric_date(claims, "iat") if "iat" in claims else None
+    not_before = _numeric_date(claims, "nbf") if "nbf" in claims else None
+    # Each check states what passes, so that a NaN now, leeway or max_lifetime
+    # (which compares false with everything) rejects instead of skipping it.
+    if not expires > now - leeway:
+        raise ExpiredTokenError("the token has expired")
+    if not_before is not None and not not_before <= now + leeway:
+        raise NotYetValidError("the token is not valid yet ('nbf' in the future)")
+    if issued is not None and not issued <= now + leeway:
+        raise NotYetValidError("the token was issued in the future ('iat')")
+    if max_lifetime is not None and not expires - now <= max_lifetime + leeway:
+        raise LifetimeError(
+            f"the token stays valid for more than the verifier's cap of {max_lifetime:g} s"
+        )
+    if issuer is not None and claims.get("iss") != issuer:
+        raise ClaimsError("claim 'iss' is not the expected issuer")
+
+
+def _verify_source(
+    token: str,
+    source: TrustSource,
+    audience: str | SpiffeId,
+    now: float,
+    leeway: float,
+    max_lifetime: float | None,
+    issuer: str | None,
+) -> Caller:
+    """:func:`verify` through a trust source: the ``sub``'s trust domain picks the rules.
+
+    The header is checked against every algorithm a JWT-SVID may use before
+    the claims are decoded; once the subject's document is known, a spiffile
+    bundle narrows that to ES256 and a single-string ``aud`` (profile v0).
+    Either way one token costs at most two signature checks.
+    """
+    alg, kid, claims, signing_input, signature = _standard.parse(token)
+    subject = claims.get("sub")
+    if not isinstance(subject, str):
+        raise ClaimsError("claim 'sub' is missing or not a string")
+    token_audience = claims.get("aud")
+    if not isinstance(token_audience, str | list):
+        raise AudienceError("claim 'aud' must be a string or an array of strings")
+    expires = _numeric_date(claims, "exp")
+    if expires is None:
+        raise ClaimsError("claim 'exp' is missing")
+    try:
+        subject_id = SpiffeId.parse(subject)
+    except InvalidSpiffeIdError as exc:
+        raise ClaimsError(f"claim 'sub' is not a SPIFFE ID: {exc}") from None
+    document = source.bundle_for(subject_id.trust_domain)
+    expected = audience if isinstance(audience, str) else str(audience)
+
+    if isinstance(document, SpiffeBundle):
+        # JWT-SVID standard: a domain authority, named by kid, one check.
+        if isinstance(token_audience, list) and (
+            not token_audience or not all(isinstance(a, str) for a in token_audience)
+        ):
+            raise AudienceError("claim 'aud' must be a string or a non-empty array of strings")
+        authority = document.authority(kid)
+        if authority is None:
+            raise SignatureError(
+                f"no JWT authority of trust domain {subject_id.trust_domain!r} has kid {kid[:64]!r}"
+            )
+        _standard.verify_signature(authority, alg, signing_input, signature)
+        audiences = token_audience if isinstance(token_audience, list) else (token_audience,)
+        if expected not in audiences:
+            raise AudienceError("the token is for another audience")
+        _check_times(claims, expires, now, leeway, max_lifetime, issuer)
+        return Caller(subject_id, claims, TrustKind.SPIFFE)
+
+    # A spiffile bundle: every rule of profile v0 (PROFILE.md §6.1).
+    if alg != "ES256":
+        raise AlgorithmError(f"algorithm {alg!r} is not allowed; the profile allows ES256 only")
+    if not isinstance(token_audience, str):
+        raise AudienceError("claim 'aud' must be a single string")
+    if len(signature) != _jws.SIGNATURE_BYTES:
+        raise MalformedTokenError("an ES256 signature must be 64 bytes (r||s)")
+    try:
+        entry = document.lookup(subject)
+    except UnknownIdentityError:
+        raise UnknownIdentityError(f"{subject[:200]} is not in the bundle") from None
+    der = _jws.raw_to_der(signature)
+    for key in _candidates(entry.keys, kid):
+        try:
+            key.public_key.verify(der, signing_input, _jws.ES256)
+        except InvalidSignature:
+            continue
+        break
+    else:
+        raise SignatureError(f"signature does not verify with the keys bound to {subject[:200]}")
+    if token_audience != expected:
+        raise AudienceError("the token is for another audience")
+    _check_times(claims, expires, now, leeway, max_lifetime, issuer)
+    return Caller(entry.id, claims, TrustKind.SPIFFILE)
 
 
 def mint(

@@ -1,0 +1,123 @@
+"""Compact JWS for JWT-SVIDs under SPIFFE-bundle trust: the nine algorithms of JWT-SVID §3.
+
+The profile's own tokens (ES256 only) go through ``_jws``; a token whose
+subject lies in a trust domain served by a SPIFFE bundle may use RS256/384/512,
+ES256/384/512 or PS256/384/512 (RFC 7518 §3), and its algorithm must fit the
+type of the authority that its ``kid`` names.  The same strictness applies:
+canonical base64url, strict JSON, the header allow-list (``alg``, ``kid``,
+``typ``) and the nesting cap; ``none`` and HMAC never get past the header.
+
+Signatures are checked with pyca/cryptography's primitives directly rather
+than through PyJWT: the token is already split and decoded here, and PyJWT
+would decode it again and accept header members the allow-list refuses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from spiffile.bundle.spiffe import JWT_SVID_ALGORITHMS, JwtAuthority
+from spiffile.errors import AlgorithmError, HeaderError, MalformedTokenError, SignatureError
+from spiffile.svid import _jws
+
+__all__ = ["parse", "verify_signature"]
+
+_HEADER_MEMBERS: Final = frozenset(("alg", "kid", "typ"))
+_TYPES: Final = ("JWT", "JOSE")
+_HASHES: Final[Mapping[str, type[hashes.HashAlgorithm]]] = {
+    "256": hashes.SHA256,
+    "384": hashes.SHA384,
+    "512": hashes.SHA512,
+}
+#: ES* signature halves are the curve's coordinate size (RFC 7518 §3.4).
+_EC_HALF: Final = {"ES256": 32, "ES384": 48, "ES512": 66}
+
+
+def check_header(header: dict[str, Any]) -> tuple[str, str]:
+    """``(alg, kid)`` of a header under JWT-SVID §3, or the header's own error."""
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg not in JWT_SVID_ALGORITHMS:
+        shown = alg[:20] if isinstance(alg, str) else type(alg).__name__
+        raise AlgorithmError(
+            f"algorithm {shown!r} is not allowed; JWT-SVIDs use RS, ES or PS 256/384/512"
+        )
+    unknown = header.keys() - _HEADER_MEMBERS
+    if unknown:
+        names = ", ".join(sorted(name[:20] for name in unknown)[:5])
+        raise HeaderError(f"header members not allowed: {names}")
+    if "typ" in header and header["typ"] not in _TYPES:
+        raise HeaderError("header 'typ' must be 'JWT' or 'JOSE'")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise HeaderError("header 'kid' is missing or not a non-empty string")
+    return alg, kid
+
+
+def parse(token: str) -> tuple[str, str, dict[str, Any], bytes, bytes]:
+    """Split and decode once: ``(alg, kid, claims, signing input, raw signature)``.
+
+    The same order as the profile's parse: the compact shape, then the
+    header, then the payload and the signature's encoding.  The signature's
+    length is checked against the key in :func:`verify_signature`.
+    """
+    try:
+        raw = token.encode("ascii")
+    except UnicodeEncodeError:
+        raise MalformedTokenError(_jws._NOT_COMPACT) from None
+    if raw.translate(None, _jws._ALPHABET) != b"..":
+        raise MalformedTokenError(_jws._NOT_COMPACT)
+    header, payload, signature = raw.translate(_jws._TO_STANDARD).split(b".")
+    if not header or not payload or not signature:
+        raise MalformedTokenError(_jws._NOT_COMPACT)
+    alg, kid = check_header(_jws.parse_json_object(_jws._decode_standard(header), "header"))
+    claims = _jws._parse_payload(_jws._decode_standard(payload))
+    raw_signature = _jws._decode_standard(signature)
+    return alg, kid, claims, raw[: len(header) + 1 + len(payload)], raw_signature
+
+
+def verify_signature(
+    authority: JwtAuthority, alg: str, signing_input: bytes, signature: bytes
+) -> None:
+    """One signature check by *authority* with *alg*; :class:`SignatureError` unless it holds.
+
+    *alg* must be one the authority allows (its key type, narrowed by its
+    JWK's ``alg``): the token names the algorithm, the key decides whether
+    that name is acceptable (RFC 8725 §3.1).
+    """
+    if alg not in authority.algorithms:
+        raise AlgorithmError(
+            f"algorithm {alg!r} does not fit the key {authority.kid[:64]!r} "
+            f"(allowed: {', '.join(sorted(authority.algorithms))})"
+        )
+    digest = _HASHES[alg[2:]]()
+    key = authority.public_key
+    try:
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            half = _EC_HALF[alg]
+            if len(signature) != 2 * half:
+                raise MalformedTokenError(f"an {alg} signature must be {2 * half} bytes (r||s)")
+            der = encode_dss_signature(
+                int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big")
+            )
+            key.verify(der, signing_input, ec.ECDSA(digest))
+            return
+        if not isinstance(key, rsa.RSAPublicKey):  # pragma: no cover - built by the bundle
+            raise SignatureError("unsupported authority key")
+        if len(signature) != (key.key_size + 7) // 8:
+            raise MalformedTokenError(f"an {alg} signature must be as long as the RSA modulus")
+        if alg[0] == "R":
+            key.verify(signature, signing_input, padding.PKCS1v15(), digest)
+        else:
+            # RFC 7518 §3.5: MGF1 with the same hash, salt as long as the hash.
+            pss = padding.PSS(mgf=padding.MGF1(digest), salt_length=digest.digest_size)
+            key.verify(signature, signing_input, pss, digest)
+    except InvalidSignature:
+        raise SignatureError(
+            f"signature does not verify with the trust domain's key {authority.kid[:64]!r}"
+        ) from None
