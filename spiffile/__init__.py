@@ -12,8 +12,8 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from spiffile.bundle import BoundKey, Bundle, spiffe_jwt_bundle
-    from spiffile.caller import Caller
+    from spiffile.bundle import BoundKey, Bundle, SpiffeBundle, spiffe_jwt_bundle
+    from spiffile.caller import Caller, TrustKind
     from spiffile.errors import (
         AlgorithmError,
         AudienceError,
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     )
     from spiffile.identity import Identity, IdentityStatus
     from spiffile.spiffe_id import SpiffeId, TrustDomain
+    from spiffile.trust import TrustSet
 
 # Public names are imported on first use (PEP 562), so that `spiffile --help`
 # and `import spiffile.errors` do not pay for cryptography and PyJWT.
@@ -50,6 +51,9 @@ _LOCATIONS = {
     "SpiffeId": "spiffile.spiffe_id",
     "TrustDomain": "spiffile.spiffe_id",
     "Caller": "spiffile.caller",
+    "TrustKind": "spiffile.caller",
+    "SpiffeBundle": "spiffile.bundle",
+    "TrustSet": "spiffile.trust",
 }
 
 
@@ -101,10 +105,13 @@ __all__ = [
     "PeerNotAllowedError",
     "ProvisionError",
     "SignatureError",
+    "SpiffeBundle",
     "SpiffeId",
     "SpiffileError",
     "TokenTooLargeError",
     "TrustDomain",
+    "TrustKind",
+    "TrustSet",
     "UnknownIdentityError",
     "__version__",
     "spiffe_jwt_bundle",
