@@ -21,6 +21,7 @@ from typing import Final, Generic, TypeVar
 from spiffile.errors import SpiffileError, UnsafeRootError
 
 __all__ = [
+    "DirectoryView",
     "FileStatus",
     "FileView",
     "Watcher",
@@ -505,6 +506,199 @@ class FileView(Generic[T]):
         )
 
 
+class DirectoryView(Generic[T]):
+    """Parsed views of the files ``<name><suffix>`` in one directory; the set follows the directory.
+
+    Each file is a :class:`FileView` (hot reload, last good version kept on
+    a bad change).  Adding a file adds its name, removing it removes the
+    name: the directory's own stat signature says when to list it again, so
+    :meth:`get` costs one ``stat`` of the directory and one of the file when
+    nothing changed.  A new file that does not parse yet is retried whenever
+    its signature changes, and reported in :meth:`status` meanwhile.
+
+    Names are taken only from entries that are regular files or links to
+    them, whose stem *accept_name* accepts; hidden entries (Kubernetes'
+    ``..data``, producers' temporary files) never are.
+    """
+
+    is_directory: Final = True
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        parse: Callable[[str, bytes], T],
+        *,
+        suffix: str,
+        description: str,
+        accept_name: Callable[[str], bool] = lambda name: True,
+        accept: Callable[[T, T], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """List *path* now; raise ``OSError`` if it is not a readable directory."""
+        self._path = os.fspath(path)
+        self._parse = parse
+        self._suffix = suffix
+        self._accept_name = accept_name
+        self._accept = accept
+        self._clock = clock
+        self.description = description
+        self._lock = threading.Lock()
+        self._views: dict[str, FileView[T]] = {}
+        # Names whose file never parsed: the signature last tried and why it failed.
+        self._pending: dict[str, tuple[Signature | None, str]] = {}
+        self._signature: Signature | None = None
+        self._racy = False
+        if not os.path.isdir(self._path):
+            raise NotADirectoryError(f"{self._path} is not a directory")
+        self._list(force=True)
+
+    @property
+    def path(self) -> str:
+        """The watched directory."""
+        return self._path
+
+    def names(self) -> list[str]:
+        """The names with a usable file now, sorted."""
+        self._list()
+        return sorted(self._views)
+
+    def get(self, name: str) -> T | None:
+        """The current value of ``<name><suffix>``, or ``None`` when there is no usable one."""
+        self._list()
+        view = self._views.get(name)
+        if view is not None:
+            return view.get()
+        if name in self._pending:
+            return self._retry(name)
+        return None
+
+    def refresh(self) -> None:
+        """List the directory and re-read every file now (used by :class:`Watcher`)."""
+        self._list(force=True)
+        for view in list(self._views.values()):
+            view.refresh()
+        for name in list(self._pending):
+            self._retry(name)
+
+    def status(self) -> dict[str, FileStatus]:
+        """Per name, whether its file on disk is what is being served."""
+        self._list()
+        found = {name: view.status() for name, view in self._views.items()}
+        for name, (_signature, error) in self._pending.items():
+            found[name] = FileStatus(
+                path=self._file(name),
+                description=f"{self.description} {name}",
+                healthy=False,
+                error=error,
+                loaded_at=0.0,
+                reloads=0,
+                failures=1,
+            )
+        return dict(sorted(found.items()))
+
+    def _file(self, name: str) -> str:
+        return os.path.join(self._path, name + self._suffix)
+
+    def _list(self, *, force: bool = False) -> None:
+        try:
+            st = os.stat(self._path)
+        except OSError:
+            signature: Signature | None = None
+        else:
+            signature = _signature(st)
+        if not force and signature == self._signature and not self._racy:
+            return
+        with self._lock:
+            read_ns = time.time_ns()
+            try:
+                entries = list(os.scandir(self._path))
+            except OSError as exc:
+                # The directory vanished or cannot be read: keep serving what
+                # was loaded (PROFILE.md §7.3); a later change lists it again.
+                if signature != self._signature:
+                    _log.warning(
+                        "spiffile: keeping the last good %s: cannot list %s: %s",
+                        self.description,
+                        self._path,
+                        exc.strerror or exc,
+                    )
+                self._signature = signature
+                self._racy = False
+                return
+            present = set()
+            for entry in entries:
+                stem = entry.name[: -len(self._suffix)]
+                if (
+                    entry.name.startswith(".")
+                    or not entry.name.endswith(self._suffix)
+                    or not stem
+                    or not self._accept_name(stem)
+                ):
+                    continue
+                try:
+                    if not entry.is_file():  # Follows links, as FileView does.
+                        continue
+                except OSError:
+                    continue
+                present.add(stem)
+            for gone in (set(self._views) | set(self._pending)) - present:
+                self._views.pop(gone, None)
+                self._pending.pop(gone, None)
+                _log.info("spiffile: %s %s removed", self.description, gone)
+            for name in sorted(present - set(self._views) - set(self._pending)):
+                self._pending[name] = (None, "not loaded yet")
+                self._load(name)
+            self._racy = signature is not None and _is_racy(signature, read_ns)
+            self._signature = signature
+
+    def _load(self, name: str) -> None:
+        """Try to build the view of a new name (under the lock)."""
+        path = self._file(name)
+        try:
+            signature: Signature | None = _signature(os.stat(path))
+        except OSError:
+            signature = None
+        try:
+            view = FileView(
+                path,
+                lambda data: self._parse(name, data),
+                description=f"{self.description} {name}",
+                accept=self._accept,
+                clock=self._clock,
+            )
+        except (SpiffileError, OSError, ValueError) as exc:
+            reason = (
+                str(exc)
+                if isinstance(exc, SpiffileError)
+                else (getattr(exc, "strerror", None) or str(exc))
+            )
+            if self._pending.get(name, (None, ""))[0] != signature or signature is None:
+                _log.warning(
+                    "spiffile: %s %s is not usable yet: %s", self.description, path, reason
+                )
+            self._pending[name] = (signature, reason)
+            return
+        self._pending.pop(name, None)
+        self._views[name] = view
+        _log.info("spiffile: loaded %s %s", self.description, path)
+
+    def _retry(self, name: str) -> T | None:
+        try:
+            signature: Signature | None = _signature(os.stat(self._file(name)))
+        except OSError:
+            signature = None
+        with self._lock:
+            pending = self._pending.get(name)
+            if pending is None:
+                view = self._views.get(name)
+                return None if view is None else view.get()
+            if pending[0] == signature and signature is not None:
+                return None
+            self._load(name)
+            view = self._views.get(name)
+        return None if view is None else view.get()
+
+
 class Watcher:
     """Push reload: refresh file views as soon as watchfiles reports a change.
 
@@ -524,7 +718,16 @@ class Watcher:
     def _run(self) -> None:
         import watchfiles  # Lazy: only push reload needs it.
 
-        directories = sorted({os.path.dirname(os.path.abspath(v.path)) for v in self._views})
+        # A file's parent directory (an atomic replace swaps the file's inode);
+        # a DirectoryView's own directory.
+        directories = sorted(
+            {
+                os.path.abspath(v.path)
+                if getattr(v, "is_directory", False)
+                else os.path.dirname(os.path.abspath(v.path))
+                for v in self._views
+            }
+        )
         try:
             for _changes in watchfiles.watch(
                 *directories,

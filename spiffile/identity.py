@@ -16,9 +16,9 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -34,12 +34,17 @@ from spiffile.errors import (
 from spiffile.files import FileStatus, FileView, Watcher, read_file
 from spiffile.keys import kid_for, load_private_key_pem
 from spiffile.spiffe_id import SpiffeId
+from spiffile.trust import TrustDocument, TrustSource
+
+if TYPE_CHECKING:
+    from spiffile.federation import TrustDirectory
 
 __all__ = [
     "ENV_BUNDLE_FILE",
     "ENV_DIR",
     "ENV_ID_FILE",
     "ENV_KEY_FILE",
+    "ENV_TRUST_DIR",
     "Identity",
     "IdentityStatus",
 ]
@@ -48,6 +53,8 @@ ENV_DIR: Final = "SPIFFILE_DIR"
 ENV_ID_FILE: Final = "SPIFFILE_ID_FILE"
 ENV_KEY_FILE: Final = "SPIFFILE_KEY_FILE"
 ENV_BUNDLE_FILE: Final = "SPIFFILE_BUNDLE_FILE"
+#: A directory of ``<trust-domain>.json`` trust documents (federation, PROFILE.md §12).
+ENV_TRUST_DIR: Final = "SPIFFILE_TRUST_DIR"
 #: File names inside ``SPIFFILE_DIR`` (profile: files and environment).
 DIR_NAMES: Final = {ENV_ID_FILE: "id", ENV_KEY_FILE: "key.pem", ENV_BUNDLE_FILE: "bundle.json"}
 #: A cached token is reused while more than this fraction of its lifetime remains.
@@ -115,6 +122,26 @@ class IdentityStatus:
     bundle: FileStatus
     key_bound: bool
     bundle_sequence: int | None
+    #: Per federated trust domain (``SPIFFILE_TRUST_DIR``), the health of its document.
+    #: A bad federated document does not make this identity unhealthy: it only
+    #: affects callers from that trust domain.
+    trust: Mapping[str, FileStatus] = field(default_factory=dict)
+
+
+class _FederatedTrust:
+    """The identity's own bundle for its trust domain, the trust directory for the others."""
+
+    __slots__ = ("_bundle_view", "_directory", "_own")
+
+    def __init__(self, own: str, bundle_view: FileView[Bundle], directory: TrustDirectory) -> None:
+        self._own = own
+        self._bundle_view = bundle_view
+        self._directory = directory
+
+    def bundle_for(self, trust_domain: str) -> TrustDocument:
+        if trust_domain == self._own:
+            return self._bundle_view.get().bundle_for(trust_domain)
+        return self._directory.bundle_for(trust_domain)
 
 
 class Identity:
@@ -130,8 +157,15 @@ class Identity:
         max_lifetime: float | None = svid.DEFAULT_MAX_LIFETIME,
         token_cache_size: int = 128,
         clock: Callable[[], float] = time.time,
+        trust_dir: str | os.PathLike[str] | TrustDirectory | None = None,
     ) -> None:
-        """Load the three files; raise a :class:`SpiffileError` if any is unusable now."""
+        """Load the three files; raise a :class:`SpiffileError` if any is unusable now.
+
+        *trust_dir* adds federation: a directory of ``<trust-domain>.json``
+        trust documents (or a :class:`~spiffile.federation.TrustDirectory`)
+        consulted for callers of every trust domain but this identity's own,
+        which its bundle serves.
+        """
         try:
             raw_id = read_file(id_file, limit=_MAX_ID_FILE_BYTES)
             self._id = _parse_id_file(raw_id.decode("utf-8").rstrip(), id_file)
@@ -167,6 +201,19 @@ class Identity:
             raise ConfigurationError(
                 f"identity {self._id} is not in the bundle's trust domain {bundle.trust_domain}"
             )
+        self._trust_dir: TrustDirectory | None = None
+        self._federated: _FederatedTrust | None = None
+        if trust_dir is not None:
+            from spiffile.federation import TrustDirectory
+
+            self._trust_dir = (
+                trust_dir
+                if isinstance(trust_dir, TrustDirectory)
+                else TrustDirectory(trust_dir, clock=clock)
+            )
+            self._federated = _FederatedTrust(
+                self._id.trust_domain, self._bundle_view, self._trust_dir
+            )
 
     # -- construction ------------------------------------------------------------
 
@@ -192,9 +239,13 @@ class Identity:
         """The identity the environment names.
 
         ``SPIFFILE_ID_FILE``, ``SPIFFILE_KEY_FILE`` and ``SPIFFILE_BUNDLE_FILE``
-        each win over ``SPIFFILE_DIR`` for their own file.
+        each win over ``SPIFFILE_DIR`` for their own file.  ``SPIFFILE_TRUST_DIR``,
+        when set, adds the trust documents of other trust domains (federation).
         """
         environ = os.environ if env is None else env
+        trust_dir = environ.get(ENV_TRUST_DIR)
+        if trust_dir:
+            options.setdefault("trust_dir", trust_dir)
         directory = environ.get(ENV_DIR) or None
         paths: dict[str, str] = {}
         for variable, name in DIR_NAMES.items():
@@ -223,6 +274,16 @@ class Identity:
     def bundle(self) -> Bundle:
         """The current trust bundle."""
         return self._bundle_view.get()
+
+    @property
+    def trust(self) -> TrustSource:
+        """What :meth:`verify` checks callers against: the bundle, plus the trust directory."""
+        return self._bundle_view.get() if self._federated is None else self._federated
+
+    @property
+    def trust_dir(self) -> TrustDirectory | None:
+        """The federated trust documents (``SPIFFILE_TRUST_DIR``), if any."""
+        return self._trust_dir
 
     def token(self, audience: str | SpiffeId, ttl: int = svid.DEFAULT_TTL) -> str:
         """A JWT-SVID proving this identity to *audience* (the receiver's SPIFFE ID).
@@ -269,20 +330,24 @@ class Identity:
         leeway: float | None = None,
         *,
         max_lifetime: float | _Default | None = _Default.VALUE,
+        issuer: str | None = None,
     ) -> Caller:
         """Verify an inbound token; *audience* defaults to this identity's ID.
 
         *leeway* and *max_lifetime* default to the values the identity was
-        built with; ``max_lifetime=None`` lifts the lifetime cap.
+        built with; ``max_lifetime=None`` lifts the lifetime cap.  *issuer*,
+        when given, must equal the token's ``iss``.  A caller from another
+        trust domain is checked against its document in the trust directory.
         """
         lifetime = self._max_lifetime if max_lifetime is _Default.VALUE else max_lifetime
         return svid.verify(
             token,
-            self._bundle_view.get(),
+            self._bundle_view.get() if self._federated is None else self._federated,
             audience=self._id_text if audience is None else audience,
             now=self._clock(),
             leeway=self._leeway if leeway is None else leeway,
             max_lifetime=lifetime,
+            issuer=issuer,
         )
 
     def status(self) -> IdentityStatus:
@@ -302,6 +367,7 @@ class Identity:
             bundle=bundle_status,
             key_bound=bound,
             bundle_sequence=bundle.sequence,
+            trust={} if self._trust_dir is None else self._trust_dir.status(),
         )
 
     # -- push reload -------------------------------------------------------------
@@ -310,6 +376,8 @@ class Identity:
         """Reload the files as soon as they change (watchfiles), off the request path."""
         if self._watcher is None:
             self._watcher = Watcher([self._key_view, self._bundle_view])  # type: ignore[list-item]
+            if self._trust_dir is not None:
+                self._trust_dir.watch()
         return self
 
     def close(self) -> None:
@@ -317,6 +385,8 @@ class Identity:
         if self._watcher is not None:
             self._watcher.close()
             self._watcher = None
+        if self._trust_dir is not None:
+            self._trust_dir.close()
 
     def __enter__(self) -> Identity:
         return self

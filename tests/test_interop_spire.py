@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -73,3 +77,76 @@ def test_spire_token_in_a_spiffe_helper_bundle_map() -> None:
     helper_map = json.dumps({"example.org": base64.b64encode(jwks).decode()})
     bundle = parse_trust_document(helper_map, "example.org")
     assert str(verify(token, bundle, audience="ib-claims", now=claims["iat"]).id) == claims["sub"]
+
+
+# -- the command line: spiffile verify --trust-dir DIR --at IAT ---------------------------------
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("SPIFFILE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "spiffile", *args],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def trust_dir_for(tmp_path: Path, jwks_name: str) -> Path:
+    directory = tmp_path / "trust"
+    directory.mkdir(exist_ok=True)
+    shutil.copyfile(SPIRE_DIR / f"{jwks_name}.jwks.json", directory / "example.org.json")
+    return directory
+
+
+@pytest.mark.parametrize("name", sorted(TOKENS))
+def test_real_spire_token_verifies_through_the_cli_at_its_iat(name: str, tmp_path: Path) -> None:
+    token, _jwks, claims = load(name)
+    directory = trust_dir_for(tmp_path, TOKENS[name])
+    at = str(claims["iat"])
+    audience = claims["aud"][0]
+    plain = cli("verify", "--trust-dir", str(directory), "-a", audience, "--at", at, token)
+    assert (plain.returncode, plain.stdout.strip()) == (0, claims["sub"]), plain.stderr
+    done = cli("verify", "--trust-dir", str(directory), "-a", audience, "--at", at, "--json", token)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert (result["id"], result["trust"], result["claims"]) == (claims["sub"], "spiffe", claims)
+    # Now, long after it expired: rejected, one line, no token in the message.
+    late = cli("verify", "--trust-dir", str(directory), "-a", audience, token)
+    assert late.returncode == 1 and "(expired)" in late.stderr and token not in late.stderr
+
+
+def test_hand_edited_spire_token_is_rejected_by_the_cli(tmp_path: Path) -> None:
+    token, _jwks, claims = load("ec_2023_alt_exp2028")
+    directory = trust_dir_for(tmp_path, "ec_2023")
+    done = cli(
+        "verify",
+        "--trust-dir",
+        str(directory),
+        "-a",
+        "ib-claims",
+        "--at",
+        str(claims["iat"]),
+        "--json",
+        token,
+    )
+    assert done.returncode == 1
+    assert json.loads(done.stdout)["error"]["code"] == "signature"
+    assert "Traceback" not in done.stderr
+
+
+def test_cli_trust_dir_without_the_domain_is_unknown_identity(tmp_path: Path) -> None:
+    token, _jwks, claims = load("ec_2023")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    done = cli(
+        "verify", "--trust-dir", str(empty), "-a", "ib-claims", "--at", str(claims["iat"]), token
+    )
+    assert done.returncode == 1 and "(unknown_identity)" in done.stderr
+
+
+def test_cli_trust_dir_needs_an_audience_without_an_identity(tmp_path: Path) -> None:
+    token, _jwks, _claims = load("ec_2023")
+    done = cli("verify", "--trust-dir", str(trust_dir_for(tmp_path, "ec_2023")), token)
+    assert done.returncode == 2 and "--audience is required" in done.stderr

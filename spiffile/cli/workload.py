@@ -6,7 +6,9 @@ They act as one workload: the identity comes from the ``SPIFFILE_*`` environment
 
 from __future__ import annotations
 
+import math
 import sys
+import time
 from typing import Any, NoReturn
 
 import click
@@ -51,14 +53,47 @@ def _reject(exc: SpiffileError, as_json: bool) -> NoReturn:
     raise click.ClickException(f"token rejected ({exc.code}): {describe(exc)}")
 
 
+def _unix_time(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter("must be a finite number of seconds since the epoch")
+    return value
+
+
 @click.command()
 @click.argument("token_text", metavar="[TOKEN|-]", required=False, default="-")
 @click.option("--audience", "-a", help="Expected audience (default: this workload's SPIFFE ID).")
+@click.option(
+    "--trust-dir",
+    type=click.Path(file_okay=False, exists=True),
+    help="Verify against this directory of <trust-domain>.json documents (no identity needed).",
+)
+@click.option(
+    "--at",
+    "at",
+    type=click.FloatRange(min=0),
+    metavar="UNIX_TIME",
+    callback=_unix_time,
+    help="Check validity as of this time instead of now (forensics, recorded tokens).",
+)
+@click.option("--issuer", help="Require this 'iss' claim.")
 @json_option
-def verify(token_text: str, audience: str | None, as_json: bool) -> None:
+def verify(
+    token_text: str,
+    audience: str | None,
+    trust_dir: str | None,
+    at: float | None,
+    issuer: str | None,
+    as_json: bool,
+) -> None:
     """Verify a JWT-SVID and print the caller's SPIFFE ID.
 
     The token comes from the argument, or stdin with `-` or no argument.
+    Trust comes from the workload's identity (SPIFFILE_*, plus
+    SPIFFILE_TRUST_DIR for other trust domains), or from --trust-dir alone.
+    With --trust-dir and no identity, --audience is required.
+
+    \b
+    spiffile verify --trust-dir /etc/spiffe/trust -a mys3 --at 1599627310 TOKEN
 
     Exits 1 with the reason on rejection.
     """
@@ -71,13 +106,33 @@ def verify(token_text: str, audience: str | None, as_json: bool) -> None:
     token_text = token_text.strip()
     if token_text.lower().startswith("bearer "):
         token_text = token_text[7:].strip()
-    identity = _load_identity()
-    try:
-        caller = identity.verify(token_text, audience=audience)
-    except (InvalidTokenError, UnknownIdentityError) as exc:
-        _reject(exc, as_json)
+    clock = (lambda: at) if at is not None else time.time
+    if trust_dir is not None:
+        from spiffile.errors import ConfigurationError
+        from spiffile.federation import TrustDirectory
+
+        if audience is None:
+            try:
+                audience = str(_load_identity().id)
+            except ConfigurationError:
+                raise click.UsageError(
+                    "--audience is required with --trust-dir when no identity is configured"
+                ) from None
+        trust = TrustDirectory(trust_dir, clock=clock)
+        try:
+            caller = trust.verify(token_text, audience, issuer=issuer)
+        except (InvalidTokenError, UnknownIdentityError) as exc:
+            _reject(exc, as_json)
+    else:
+        from spiffile.identity import Identity
+
+        identity = Identity.from_env(clock=clock)
+        try:
+            caller = identity.verify(token_text, audience=audience, issuer=issuer)
+        except (InvalidTokenError, UnknownIdentityError) as exc:
+            _reject(exc, as_json)
     if as_json:
-        emit_json({"id": str(caller.id), "claims": dict(caller.claims)})
+        emit_json({"id": str(caller.id), "claims": dict(caller.claims), "trust": str(caller.trust)})
     else:
         click.echo(str(caller.id))
 
@@ -108,6 +163,12 @@ def whoami(as_json: bool) -> None:
         "bundle_file": status.bundle.path,
         "bundle_error": status.bundle.error,
     }
+    if identity.trust_dir is not None:
+        data["trust_dir"] = identity.trust_dir.path
+        data["federated"] = {
+            name: {"healthy": file.healthy, "error": file.error}
+            for name, file in status.trust.items()
+        }
     if as_json:
         emit_json(data)
     else:
