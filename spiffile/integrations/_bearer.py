@@ -33,6 +33,7 @@ __all__ = [
     "admit",
     "authenticate",
     "bearer_header",
+    "check_caller",
     "parse_audience",
 ]
 
@@ -168,7 +169,14 @@ def admit(
     if token is None:
         return authenticate(identity, authorization, audience=audience, method=method, path=path)
     caller = _verify(identity, token, audience=audience, method=method, path=path)
-    if isinstance(caller, Rejection) or rule.allows(caller.id):
+    if isinstance(caller, Rejection):
+        return caller
+    return check_caller(caller, rule, method=method, path=path)
+
+
+def check_caller(caller: Caller, rule: Rule, *, method: str, path: str) -> Caller | Rejection:
+    """*caller* if *rule* allows it, else the 403, explained in the log."""
+    if rule.allows(caller.id):
         return caller
     logger.info(
         "spiffile: 403 %s %.200r: not_allowed: caller %s is not allowed by %r (rule %.200r)",

@@ -24,7 +24,7 @@ from typing import Final
 from spiffile import authorize
 from spiffile.spiffe_id import SpiffeId, TrustDomain
 
-__all__ = ["Access", "Rule", "Rules"]
+__all__ = ["Access", "DeferredAllow", "Rule", "Rules"]
 
 
 class Access(enum.IntEnum):
@@ -150,3 +150,35 @@ def _stricter(first: Rule, second: Rule) -> Rule:
     checks = [r.authorizer for r in (first, second) if r.access is Access.REQUIRED]
     combined = authorize.all_of(*checks) if checks else _ANY
     return Rule(f"{first.pattern} & {second.pattern}", access, combined)
+
+
+class DeferredAllow:
+    """An ``allow=`` whose bare names wait for the serving identity's trust domain.
+
+    A decorator or dependency is built before the application knows its
+    identity (``@require_caller(allow=["orders"])`` at import time).  The
+    value is still checked at once, against a stand-in trust domain, so a
+    malformed ID fails at import; the real authorizer is built on first use
+    per trust domain.
+    """
+
+    _PROBE: Final = "probe.invalid"
+
+    def __init__(self, allow: authorize.Allow, trust_domain: str | TrustDomain | None = None):
+        if isinstance(allow, Iterable) and not isinstance(allow, (str, SpiffeId, TrustDomain)):
+            allow = tuple(allow)  # A generator must survive being read twice.
+        self._allow = allow
+        authorize.coerce(allow, self._PROBE if trust_domain is None else trust_domain)
+        self._built: dict[str, authorize.Authorizer] = {}
+
+    def authorizer(self, trust_domain: str) -> authorize.Authorizer:
+        """The authorizer for an identity in *trust_domain* (built once)."""
+        built = self._built.get(trust_domain)
+        if built is None:
+            built = authorize.coerce(self._allow, trust_domain)
+            self._built[trust_domain] = built
+        return built
+
+    def rule(self, pattern: str, trust_domain: str) -> Rule:
+        """A rule requiring a caller this ``allow=`` admits."""
+        return Rule(pattern, Access.REQUIRED, self.authorizer(trust_domain))
