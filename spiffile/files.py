@@ -43,12 +43,13 @@ __all__ = [
 T = TypeVar("T")
 _log = logging.getLogger("spiffile")
 
-#: A file signature: what changes when a file is replaced or rewritten.
-Signature = tuple[int, int, int, int, int]
+#: A file's stamp: (device, inode, size, mtime_ns, ctime_ns), what changes when
+#: a file is replaced or rewritten (PROFILE.md §7.1).
+FileStamp = tuple[int, int, int, int, int]
 #: Cap on any file a view reads: far above a 100k-identity bundle (~28 MB).
 MAX_FILE_BYTES: Final = 128 * 1024 * 1024
 # Racy window (the "racy git" problem): a file rewritten in place with the same
-# size within one timestamp tick of our read keeps the same signature.  When a
+# size within one timestamp tick of our read keeps the same stamp.  When a
 # file's newest timestamp was this close to the moment we read it, the next
 # ``get`` reads it again and compares the content, until a read happens
 # outside the window (the rewrite may have come inside the window, however
@@ -311,11 +312,11 @@ def atomic_write(
     fsync_directory(directory)
 
 
-def _signature(st: os.stat_result) -> Signature:
+def _stamp(st: os.stat_result) -> FileStamp:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-#: Which timestamp of a signature tells when the file last changed: on POSIX
+#: Which timestamp of a stamp tells when the file last changed: on POSIX
 #: ctime, which every write and every utime() sets from the kernel's clock;
 #: mtime can be set to anything (touch -d, rsync -t, a producer whose clock
 #: runs ahead), and a future mtime kept the file racy, read on every get().
@@ -323,9 +324,9 @@ def _signature(st: os.stat_result) -> Signature:
 _CHANGE_STAMP: Final = 3 if os.name == "nt" else 4
 
 
-def _is_racy(signature: Signature, read_ns: int) -> bool:
-    """Whether a same-size rewrite after a read started at *read_ns* could keep *signature*."""
-    changed = signature[_CHANGE_STAMP]
+def _is_racy(stamp: FileStamp, read_ns: int) -> bool:
+    """Whether a same-size rewrite after a read started at *read_ns* could keep *stamp*."""
+    changed = stamp[_CHANGE_STAMP]
     coarse = changed % 1_000_000 == 0
     return read_ns - changed < (_RACY_COARSE_NS if coarse else _RACY_NS)
 
@@ -375,28 +376,25 @@ class FileView(Generic[T]):
         failure.
         """
         self._path = os.fspath(path)
-        # What ``get`` stats: on POSIX the encoded path, so that each call
-        # skips re-encoding it (1.75 -> 1.65 µs per stat, measured; issue #5).
-        self._stat_path: str | bytes = os.fsencode(self._path) if os.name == "posix" else self._path
         self._parse = parse
         self._accept = accept
         self._clock = clock
         self.description = description
         self._lock = threading.Lock()
-        self._signature: Signature | None = None
-        # While racy, ``_raw`` holds the content last read for ``_signature``.
+        self._stamp_seen: FileStamp | None = None
+        # While racy, ``_raw`` holds the content last read for ``_stamp_seen``.
         self._racy = False
         self._raw = b""
         self._reloads = 0
         self._failures = 0
         self._error: str | None = None
-        self._failed_signature: Signature | None = None
+        self._failed_stamp: FileStamp | None = None
         self._loaded_at = 0.0
         st = os.stat(self._path)
         read_ns = time.time_ns()
         raw = read_file(self._path)
         self._value: T = parse(raw)
-        self._install(raw, self._value, _signature(st), read_ns)
+        self._install(raw, self._value, _stamp(st), read_ns)
 
     @property
     def path(self) -> str:
@@ -406,23 +404,23 @@ class FileView(Generic[T]):
     def get(self) -> T:
         """The current value: re-read only if the file changed, else the cached one."""
         try:
-            st = os.stat(self._stat_path)
+            st = os.stat(self._path)
         except OSError:
-            signature: Signature | None = None
+            stamp: FileStamp | None = None
         else:
-            # _signature(st), inlined: this runs on every verify and token.
-            signature = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-        if signature == self._signature and not self._racy:
+            # _stamp(st), inlined: this runs on every verify and token.
+            stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        if stamp == self._stamp_seen and not self._racy:
             return self._value
-        return self._reload(signature)
+        return self._reload(stamp)
 
     def refresh(self) -> T:
-        """Re-read the file now, whatever its signature (used by :class:`Watcher`)."""
+        """Re-read the file now, whatever its stamp (used by :class:`Watcher`)."""
         try:
-            signature: Signature | None = _signature(os.stat(self._path))
+            stamp: FileStamp | None = _stamp(os.stat(self._path))
         except OSError:
-            signature = None
-        return self._reload(signature, force=True)
+            stamp = None
+        return self._reload(stamp, force=True)
 
     def status(self) -> FileStatus:
         """Whether the file on disk is what is being served."""
@@ -436,8 +434,8 @@ class FileView(Generic[T]):
             failures=self._failures,
         )
 
-    def _install(self, raw: bytes, value: T, signature: Signature, read_ns: int) -> None:
-        racy = _is_racy(signature, read_ns)
+    def _install(self, raw: bytes, value: T, stamp: FileStamp, read_ns: int) -> None:
+        racy = _is_racy(stamp, read_ns)
         self._value = value
         # The raw bytes are only needed to compare content while racy;
         # keeping them longer would double a large bundle's memory.
@@ -445,18 +443,18 @@ class FileView(Generic[T]):
         self._racy = racy
         self._loaded_at = self._clock()
         self._error = None
-        self._failed_signature = None
-        self._signature = signature  # Last: get() trusts it without the lock.
+        self._failed_stamp = None
+        self._stamp_seen = stamp  # Last: get() trusts it without the lock.
 
-    def _reload(self, seen: Signature | None, *, force: bool = False) -> T:
+    def _reload(self, seen: FileStamp | None, *, force: bool = False) -> T:
         with self._lock:
-            if not force and seen == self._signature and not self._racy:
+            if not force and seen == self._stamp_seen and not self._racy:
                 # Another thread loaded (or refused) this version while we
                 # waited for the lock: one change, one read and one parse.
                 return self._value
             try:
                 with open(self._path, "rb") as handle:
-                    signature = _signature(os.fstat(handle.fileno()))
+                    stamp = _stamp(os.fstat(handle.fileno()))
                     read_ns = time.time_ns()
                     raw = handle.read(MAX_FILE_BYTES + 1)
                 if len(raw) > MAX_FILE_BYTES:
@@ -464,10 +462,10 @@ class FileView(Generic[T]):
             except OSError as exc:
                 self._fail(seen, f"cannot read {self._path}: {exc.strerror or exc}")
                 return self._value
-            if signature == self._signature and self._raw and raw == self._raw:
+            if stamp == self._stamp_seen and self._raw and raw == self._raw:
                 # Racy re-check found the same content (good or bad): nothing
                 # changed.  Stop comparing once a read falls outside the window.
-                if not _is_racy(signature, read_ns):
+                if not _is_racy(stamp, read_ns):
                     self._racy = False
                     self._raw = b""
                 return self._value
@@ -476,26 +474,26 @@ class FileView(Generic[T]):
                 if self._accept is not None:
                     self._accept(self._value, value)
             except SpiffileError as exc:
-                self._fail(signature, str(exc), raw, read_ns)
+                self._fail(stamp, str(exc), raw, read_ns)
                 return self._value
-            self._install(raw, value, signature, read_ns)
+            self._install(raw, value, stamp, read_ns)
             self._reloads += 1
             _log.info("spiffile: reloaded %s %s", self.description, self._path)
             return value
 
     def _fail(
-        self, signature: Signature | None, reason: str, raw: bytes = b"", read_ns: int = 0
+        self, stamp: FileStamp | None, reason: str, raw: bytes = b"", read_ns: int = 0
     ) -> None:
         # Keep the last good value; warn once per distinct bad version.  A bad
         # version read within its timestamp tick may be a writer's unfinished
         # work: stay racy, so the next get() reads it again.
-        racy = signature is not None and bool(raw) and _is_racy(signature, read_ns)
+        racy = stamp is not None and bool(raw) and _is_racy(stamp, read_ns)
         self._raw = raw if racy else b""
         self._racy = racy
-        self._signature = signature
-        if self._failed_signature == signature and self._error is not None:
+        self._stamp_seen = stamp
+        if self._failed_stamp == stamp and self._error is not None:
             return
-        self._failed_signature = signature
+        self._failed_stamp = stamp
         self._error = reason
         self._failures += 1
         _log.warning(

@@ -7,7 +7,6 @@ that loads and fails later at signing time.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import json
@@ -18,6 +17,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from spiffile import _wire
+from spiffile._wire import b64url_encode
 from spiffile.errors import InvalidBundleError, InvalidKeyError
 
 __all__ = [
@@ -41,29 +42,14 @@ _THUMBPRINT_MEMBERS: Final[Mapping[str, tuple[str, ...]]] = {
     "OKP": ("crv", "kty", "x"),
     "oct": ("k", "kty"),
 }
-_B64URL_ALPHABET: Final = frozenset(
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-)
-
-
-def b64url_encode(data: bytes) -> str:
-    """Unpadded base64url (RFC 7515 §2)."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def b64url_decode(text: str) -> bytes:
-    """Decode canonical unpadded base64url, raising ``ValueError`` on anything else.
+    """Decode canonical unpadded base64url (RFC 7515 §2), raising ``ValueError`` on anything else.
 
-    Written by hand because :func:`base64.urlsafe_b64decode` silently accepts
-    padding, discards characters outside the alphabet and ignores non-zero
-    trailing bits, so two different strings could decode to the same bytes.
+    One rule for keys and tokens alike: :func:`spiffile._wire.b64url_decode`.
     """
-    if not text.isascii() or not _B64URL_ALPHABET.issuperset(text) or len(text) % 4 == 1:
-        raise ValueError("not canonical unpadded base64url")
-    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    if b64url_encode(data) != text:
-        raise ValueError("not canonical base64url (non-zero trailing bits)")
-    return data
+    return _wire.b64url_decode(text)
 
 
 def generate_private_key() -> ec.EllipticCurvePrivateKey:

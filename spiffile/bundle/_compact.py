@@ -27,15 +27,14 @@ putting one there.
 from __future__ import annotations
 
 import json
-from json.encoder import encode_basestring_ascii
 from typing import Any, Final
+
+from spiffile._wire import json_string
 
 __all__ = ["JWK_MEMBERS", "Compactor", "entry_json", "expand", "stored"]
 
 #: The members a producer writes into each JWK, in order (PROFILE.md §4.2).
 JWK_MEMBERS: Final = ("kty", "crv", "x", "y", "kid", "use", "alg")
-#: A JSON string literal exactly as ``json.dumps`` writes it (ensure_ascii).
-_json_string: Final = encode_basestring_ascii
 
 #: Heads the parse-time stand-in for one producer-shaped JWK, ``(_JWK, kid, x,
 #: y)``: a plain tuple that no compact entry (strings only) can be taken for.
@@ -79,8 +78,8 @@ def entry_json(value: object) -> str:
     if type(value) is not tuple:
         return json.dumps(value)
     jwks = ", ".join(
-        f'{{"kty": "EC", "crv": "P-256", "x": {_json_string(value[i + 1])}, '
-        f'"y": {_json_string(value[i + 2])}, "kid": {_json_string(value[i])}, '
+        f'{{"kty": "EC", "crv": "P-256", "x": {json_string(value[i + 1])}, '
+        f'"y": {json_string(value[i + 2])}, "kid": {json_string(value[i])}, '
         f'"use": "jwt-svid", "alg": "ES256"}}'
         for i in range(0, len(value), 3)
     )

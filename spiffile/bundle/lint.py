@@ -7,24 +7,13 @@ to forgive.  The linter reports all of it.
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
+from spiffile._wire import WireError, loads_object
 from spiffile.bundle._compact import JWK_MEMBERS
 from spiffile.bundle.document import MAX_BUNDLE_BYTES, Bundle
 from spiffile.errors import InvalidBundleError
 from spiffile.keys import jwk_thumbprint
 
 __all__ = ["lint_bundle"]
-
-
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    seen: dict[str, Any] = {}
-    for name, value in pairs:
-        if name in seen:
-            raise ValueError(f"duplicate member {name[:120]!r}")
-        seen[name] = value
-    return seen
 
 
 def lint_bundle(data: bytes) -> list[str]:
@@ -38,9 +27,9 @@ def lint_bundle(data: bytes) -> list[str]:
     if len(data) > MAX_BUNDLE_BYTES:
         return [f"bundle is larger than {MAX_BUNDLE_BYTES} bytes"]
     try:
-        document = json.loads(data.decode("utf-8"), object_pairs_hook=_reject_duplicates)
-    except (ValueError, RecursionError) as exc:
-        return [f"not valid UTF-8 JSON: {exc}"]
+        document = loads_object(data, cap_nesting=False)
+    except WireError as exc:
+        return [f"the document {exc}"]
     try:
         bundle = Bundle.from_document(document)
     except InvalidBundleError as exc:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from json.encoder import encode_basestring_ascii
 from typing import Any, Final
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from spiffile import _wire
 from spiffile.bundle import BoundKey, Bundle
 from spiffile.bundle.spiffe import SpiffeBundle
 from spiffile.caller import Caller, TrustKind
@@ -63,8 +63,6 @@ MAX_FALLBACK_KEYS: Final = 2
 _RESERVED_CLAIMS: Final = frozenset(("sub", "aud", "exp", "iat"))
 # What json.dumps(claims, separators=(",", ":")) uses, built once rather than per token.
 _CLAIMS_ENCODER: Final = json.JSONEncoder(separators=(",", ":"))
-#: JSON string literal exactly as json.dumps writes it (ensure_ascii, C encoder).
-_json_string: Final = encode_basestring_ascii
 
 
 def _numeric_date(claims: Mapping[str, Any], name: str) -> int | None:
@@ -318,14 +316,13 @@ def mint(
         text = _CLAIMS_ENCODER.encode(claims)
     else:
         # The same text json.dumps gives for {"sub", "aud", "iat", "exp"} with
-        # compact separators, written directly: 0.34 µs against 2.5 µs for
-        # json.dumps, which builds a JSONEncoder per call (issue #5: mint went
-        # from 1.26x to 1.13x the raw ECDSA sign).
+        # compact separators (tests/svid/test_svid_jwt.py), written directly
+        # because json.dumps builds an encoder per call (row "svid.mint").
         text = (
-            f'{{"sub":{_json_string(str(subject))},"aud":{_json_string(str(audience))},'
+            f'{{"sub":{_wire.json_string(str(subject))},"aud":{_wire.json_string(str(audience))},'
             f'"iat":{issued},"exp":{issued + ttl}}}'
         )
-    payload = _jws.encode_segment(text.encode("utf-8"))
+    payload = _wire.b64url_encode(text.encode("utf-8"))
     signing_input = f"{_jws.encoded_header(kid)}.{payload}"
     der = private_key.sign(signing_input.encode("ascii"), _jws.ES256)
-    return f"{signing_input}.{_jws.encode_segment(_jws.der_to_raw(der))}"
+    return f"{signing_input}.{_wire.b64url_encode(_wire.der_to_raw(der))}"

@@ -1,0 +1,270 @@
+"""The wire rules, one implementation each: strict base64url, strict JSON, ECDSA signature forms.
+
+Every rule that decides which bytes are a valid token or key lives here once,
+so that a token header, a token payload, a JWK coordinate and a bundle obey
+the same definition.  Each hand-written fast path names the reference it
+must agree with, and ``tests/test_wire.py`` checks the agreement
+differentially:
+
+====================  ===============================================  ==========================
+function              reference                                        why by hand
+====================  ===============================================  ==========================
+:func:`b64url_decode`  ``base64.urlsafe_b64decode`` + re-encoding      the stdlib accepts padding,
+                                                                       foreign characters and
+                                                                       non-zero trailing bits
+:func:`json_string`    ``json.dumps`` of a ``str``                      alias of the C encoder
+:func:`loads_object`   ``json.loads``                                   refuses duplicate members,
+                                                                       NaN/Infinity, deep nesting
+:func:`loads_claims`   :func:`loads_object`                             skips the duplicate hook
+                                                                       when a count proves there
+                                                                       is none (verify hot path)
+:func:`raw_to_der`,    cryptography's ``encode_dss_signature`` /        no Python ints on the hot
+:func:`der_to_raw`     ``decode_dss_signature``                        path (rows "svid.verify",
+                                                                       "svid.mint")
+====================  ===============================================  ==========================
+
+Failures raise :class:`WireError` (a ``ValueError``); callers turn it into the
+error of their layer (a malformed token, an invalid bundle or key).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable
+from json.encoder import encode_basestring_ascii
+from typing import Any, Final
+
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
+
+__all__ = [
+    "WireError",
+    "b64url_decode",
+    "b64url_encode",
+    "der_to_raw",
+    "json_string",
+    "loads_claims",
+    "loads_object",
+    "raw_to_der",
+    "too_nested",
+]
+
+
+class WireError(ValueError):
+    """Bytes that break a wire rule; the message says which rule, never the bytes."""
+
+
+# -- base64url (RFC 4648 §5, unpadded as RFC 7515 §2 requires) -------------------------
+
+_ALPHABET: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+# Decoding maps ``-_`` to ``+/`` (one to one, so lengths and positions stay)
+# and uses the standard-alphabet C decoder.
+_TO_STANDARD: Final = bytes.maketrans(b"-_", b"+/")
+_PADDING: Final = (b"", b"", b"==", b"=")
+# The characters that may end a canonical text, by length mod 4: the unused
+# low bits of the last character must be zero (RFC 4648 §3.5).
+_CANONICAL_LAST: Final = {2: frozenset(b"AQgw"), 3: frozenset(b"AEIMQUYcgkosw048")}
+
+
+def b64url_encode(data: bytes) -> str:
+    """Unpadded base64url (RFC 7515 §2)."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(text: str | bytes) -> bytes:
+    """Decode canonical unpadded base64url; anything else is a :class:`WireError`.
+
+    Canonical means one text per byte string: no padding, no character outside
+    the alphabet, no length of 1 mod 4, zero trailing bits.  Without that, two
+    different tokens could carry the same bytes.
+    """
+    if isinstance(text, str):
+        if not text.isascii():
+            raise WireError("is not base64url (non-ASCII)")
+        raw = text.encode("ascii")
+    else:
+        raw = text
+    if raw.translate(None, _ALPHABET):
+        raise WireError("is not base64url (a character outside the alphabet)")
+    rest = len(raw) & 3
+    if rest:
+        if rest == 1:
+            raise WireError("has an impossible base64url length")
+        if raw[-1] not in _CANONICAL_LAST[rest]:
+            raise WireError("is not canonical base64url (non-zero trailing bits)")
+    return binascii.a2b_base64(raw.translate(_TO_STANDARD) + _PADDING[rest])
+
+
+# -- JSON (RFC 8259) -------------------------------------------------------------------
+
+#: A JSON string literal exactly as ``json.dumps`` writes a ``str`` (ensure_ascii).
+json_string: Final[Callable[[str], str]] = encode_basestring_ascii
+
+#: At most this many ``[`` and ``{`` characters in a token header or payload
+#: (PROFILE.md §5.4): counting them bounds the parser's depth, and so its
+#: cost, before it starts (row "reject: deeply nested JSON payload").
+MAX_JSON_OPENERS: Final = 64
+
+
+def too_nested(text: str) -> bool:
+    """Whether *text* holds more than :data:`MAX_JSON_OPENERS` openers (strings included)."""
+    return text.count("[") + text.count("{") > MAX_JSON_OPENERS
+
+
+def _reject_constant(name: str) -> Any:
+    raise WireError(f"holds {name}, which is not JSON")
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Duplicate member names make an object ambiguous (RFC 8259 §4): one parser
+    # may take the first value, another the last.  Refuse them.
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise WireError("holds a duplicate member name")
+    return obj
+
+
+_strict: Final = json.JSONDecoder(
+    parse_constant=_reject_constant, object_pairs_hook=_unique_members
+)
+# The C scanner of a decoder without hooks (``scan_once`` is set in __init__).
+_scan_plain: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder(
+    parse_constant=_reject_constant
+).scan_once  # type: ignore[attr-defined]
+
+
+def loads_object(text: str | bytes, *, cap_nesting: bool = True) -> dict[str, Any]:
+    """Strict JSON object: UTF-8, no NaN/Infinity, no duplicate members, no trailing data.
+
+    With *cap_nesting* (tokens), more than :data:`MAX_JSON_OPENERS` openers
+    are refused before parsing; documents (bundles) pass ``False`` and rely on
+    their size cap.
+    """
+    try:
+        decoded = text.decode("utf-8") if isinstance(text, bytes) else text
+    except UnicodeDecodeError:
+        raise WireError("is not UTF-8") from None
+    if cap_nesting and too_nested(decoded):
+        raise WireError(f"holds more than {MAX_JSON_OPENERS} '[' and '{{' characters")
+    try:
+        value = _strict.decode(decoded)
+    except RecursionError:
+        raise WireError("is nested too deeply") from None
+    except WireError:
+        raise
+    except ValueError as exc:
+        raise WireError(f"is not valid JSON ({exc.args[0] if exc.args else exc})") from None
+    if not isinstance(value, dict):
+        raise WireError("is not a JSON object")
+    return value
+
+
+def loads_claims(data: bytes) -> dict[str, Any]:
+    """:func:`loads_object` for a token payload, with a fast path for the common shape.
+
+    The fast path parses with the C scanner and no hook, then proves there
+    was no duplicate member by counting: outside strings, every ``:`` of JSON
+    text separates a member from its name, so the ``:`` in the text, less the
+    ones known to sit inside strings (one per ``spiffe://``), number at least
+    all the members of all objects, duplicates and nested ones included.  When
+    that count equals the size of the parsed dict, there were neither.  Any
+    other text takes the strict path, so the result or error is the same as
+    :func:`loads_object`'s (``tests/test_wire.py``), and a text that fails the
+    fast parse is not parsed a second time.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise WireError("is not UTF-8") from None
+    if too_nested(text):
+        raise WireError(f"holds more than {MAX_JSON_OPENERS} '[' and '{{' characters")
+    if text[:1] == "{":
+        try:
+            value, end = _scan_plain(text, 0)
+        except RecursionError:
+            raise WireError("is nested too deeply") from None
+        except WireError:
+            raise
+        except StopIteration:
+            raise WireError("is not valid JSON (Expecting value)") from None
+        except ValueError as exc:
+            # The strict decoder reads the same grammar (plus a duplicate
+            # check), so it fails too: no second, equally long parse.
+            raise WireError(f"is not valid JSON ({exc})") from None
+        if end == len(text) and text.count(":") - text.count("spiffe://") == len(value):
+            return value  # type: ignore[no-any-return]
+    return loads_object(text)
+
+
+# -- ECDSA signatures: JWS raw r||s (RFC 7518 §3.4) and DER (what cryptography uses) ---
+
+
+def _der_integer(value: bytes) -> bytes:
+    # DER INTEGER body: no leading zero bytes, except one when the high bit
+    # is set (else it would read as negative); zero is a single 0x00.
+    if value[0] & 0x80:
+        return b"\0" + value
+    if value[0]:
+        return value
+    value = value.lstrip(b"\0")
+    if not value or value[0] & 0x80:
+        value = b"\0" + value
+    return value
+
+
+def raw_to_der(signature: bytes) -> bytes:
+    """A JWS ECDSA signature (r||s, two equal halves) as DER; reference ``encode_dss_signature``.
+
+    By hand for P-256 (every DER length fits in one byte); other sizes go
+    through the reference.
+    """
+    size = len(signature)
+    if size == 0 or size & 1:
+        raise WireError("an ECDSA signature must be r||s of two equal halves")
+    half = size // 2
+    if half != 32:
+        r = int.from_bytes(signature[:half], "big")
+        s = int.from_bytes(signature[half:], "big")
+        return encode_dss_signature(r, s)
+    r_der = _der_integer(signature[:32])
+    s_der = _der_integer(signature[32:])
+    return (
+        bytes((0x30, len(r_der) + len(s_der) + 4, 0x02, len(r_der)))
+        + r_der
+        + bytes((0x02, len(s_der)))
+        + s_der
+    )
+
+
+def der_to_raw(signature: bytes, half: int = 32) -> bytes:
+    """A DER ECDSA signature as JWS r||s of *half* bytes each; reference ``decode_dss_signature``.
+
+    By hand for the shape ``cryptography`` produces for P-256 (short-form
+    lengths, each integer at most 33 bytes); anything else through the
+    reference.
+    """
+    size = len(signature)
+    if (
+        half == 32
+        and 8 <= size <= 72
+        and signature[0] == 0x30
+        and signature[1] == size - 2
+        and signature[2] == 2
+    ):
+        end_r = 4 + signature[3]
+        if end_r + 2 <= size and signature[end_r] == 2 and end_r + 2 + signature[end_r + 1] == size:
+            r = signature[4:end_r]
+            s = signature[end_r + 2 :]
+            if 0 < len(r) <= 33 and 0 < len(s) <= 33:
+                return r[-32:].rjust(32, b"\0") + s[-32:].rjust(32, b"\0")
+    try:
+        r_int, s_int = decode_dss_signature(signature)
+    except ValueError:
+        raise WireError("not a DER ECDSA signature") from None
+    if r_int.bit_length() > half * 8 or s_int.bit_length() > half * 8:
+        raise WireError("a signature integer is larger than the curve allows")
+    return r_int.to_bytes(half, "big") + s_int.to_bytes(half, "big")
