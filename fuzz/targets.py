@@ -23,6 +23,7 @@ from typing import Any, Final
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from spiffile._wire import der_to_raw
 from spiffile.bundle import BoundKey, Bundle, lint_bundle
 from spiffile.errors import (
     InvalidBundleError,
@@ -33,7 +34,7 @@ from spiffile.errors import (
 from spiffile.keys import kid_for, public_jwk
 from spiffile.spiffe_id import MAX_ID_BYTES, MAX_TRUST_DOMAIN_BYTES, SpiffeId
 from spiffile.svid import DEFAULT_LEEWAY, DEFAULT_MAX_LIFETIME, Caller, mint, verify
-from spiffile.svid._jws import ES256, der_to_raw
+from spiffile.svid._jws import ES256
 
 __all__ = ["TARGETS", "Finding", "Target"]
 
