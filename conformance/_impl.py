@@ -120,8 +120,69 @@ class Command(Implementation):
             )
         try:
             return json.loads(done.stdout)
+        except RecursionError:
+            # Valid JSON nested deeper than Python's parser goes: a verdict on
+            # the answer(s), not a reason to stop the run.
+            if verb == "batch":
+                return [_decode_item(item) for item in _array_items(done.stdout)]
+            return _unreadable("its answer")
         except ValueError as exc:
             raise AdapterError(f"{self.name} {verb}: not JSON: {done.stdout[:200]!r}") from exc
+
+
+def _unreadable(what: str) -> dict[str, Any]:
+    """The answer recorded for an item the runner cannot decode: it fails its vector."""
+    return {
+        "ok": False,
+        "error": "crash",
+        "exception": "RecursionError",
+        "message": f"{what} is nested too deeply to decode",
+    }
+
+
+def _decode_item(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except RecursionError:
+        return _unreadable("this answer")
+    except ValueError:
+        return _unreadable("this answer")
+
+
+def _array_items(text: str) -> list[str]:
+    """The texts of a JSON array's items, found without recursion (strings and nesting aware).
+
+    Only called on text ``json.loads`` found too deep: an item that is itself
+    broken becomes a text that fails to decode on its own.
+    """
+    start = text.index("[") + 1
+    items: list[str] = []
+    depth = 0
+    in_string = escaped = False
+    item_start = start
+    for index in range(start, len(text)):
+        char = text[index]
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+        elif char in "]}":
+            if depth == 0:  # The closing bracket of the outer array.
+                if text[item_start:index].strip():
+                    items.append(text[item_start:index])
+                return items
+            depth -= 1
+        elif char == "," and depth == 0:
+            items.append(text[item_start:index])
+            item_start = index + 1
+    raise AdapterError("batch answer: the array is not closed")
 
 
 class InProcess(Implementation):

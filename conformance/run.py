@@ -190,6 +190,14 @@ def check(impl: Implementation, vector: Vector, answer: dict[str, Any]) -> Resul
 
     if answer.get("error") == "unsupported":
         return result("skip", f"verb {vector.verb} not implemented")
+    try:
+        problem = _problem(impl, vector, answer)
+    except Exception as exc:  # An answer too strange to judge (deep nesting, bad JSON): a fail.
+        return result("fail", f"the answer could not be checked: {type(exc).__name__}")
+    return result("fail", problem) if problem else result("pass")
+
+
+def _problem(impl: Implementation, vector: Vector, answer: dict[str, Any]) -> str | None:
     expected = vector.expected
     problem: str | None
     if vector.verb == "mint":
@@ -208,7 +216,7 @@ def check(impl: Implementation, vector: Vector, answer: dict[str, Any]) -> Resul
         problem = _compare(answer, expected, ("jwk", "kid"))
     else:
         problem = _compare(answer, expected, ("kid",))
-    return result("fail", problem) if problem else result("pass")
+    return problem
 
 
 def run_vectors(

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from spiffile import svid
+from spiffile._quote import id_content_is_quotable
 from spiffile.bundle import Bundle
 from spiffile.caller import Caller
 from spiffile.errors import (
@@ -91,7 +92,7 @@ def _parse_id_file(text: str, path: str | os.PathLike[str]) -> SpiffeId:
     try:
         return SpiffeId.parse(text)
     except InvalidSpiffeIdError:
-        if "\n" not in text and "\r" not in text and text[:9].lower() == "spiffe://":
+        if id_content_is_quotable(text):
             raise
     raise InvalidSpiffeIdError(
         f"identity file {os.fspath(path)} does not hold a SPIFFE ID: "

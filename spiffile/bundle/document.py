@@ -21,6 +21,7 @@ from typing import Any, Final
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from spiffile._quote import quote
 from spiffile.bundle._compact import Compactor, entry_json, expand, stored
 from spiffile.errors import InvalidBundleError, InvalidSpiffeIdError, UnknownIdentityError
 from spiffile.keys import public_key_from_jwk
@@ -262,13 +263,13 @@ class Bundle:
         if entry is not None:
             return entry
         if text in self._malformed or text not in self._raw:
-            raise UnknownIdentityError(f"{text[:200]} is not in the bundle")
+            raise UnknownIdentityError(f"{quote(text, 200)} is not in the bundle")
         try:
             entry = _validate_entry(text, stored(self._raw[text]), self._trust_domain)
         except InvalidBundleError as exc:
             self._malformed[text] = str(exc)
             _log.warning("spiffile: skipping malformed bundle entry: %s", exc)
-            raise UnknownIdentityError(f"{text[:200]} has a malformed bundle entry") from None
+            raise UnknownIdentityError(f"{quote(text, 200)} has a malformed bundle entry") from None
         self._valid[text] = entry
         return entry
 

@@ -27,6 +27,7 @@ import click
 
 from spiffile.cli import producer, workload
 from spiffile.cli._options import (
+    Seconds,
     SpiffileGroup,
     complete_service,
     one_line,
@@ -100,7 +101,7 @@ class _ExecCommand(click.Command):
 )
 @click.option(
     "--settle",
-    type=click.FloatRange(min=0),
+    type=Seconds(maximum=3600),
     default=0.5,
     show_default=True,
     help="Seconds without further change before signalling.",

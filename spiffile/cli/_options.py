@@ -9,6 +9,7 @@ Nothing here imports cryptography, PyJWT or watchfiles.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -16,12 +17,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from spiffile._quote import printable, quote
 from spiffile.errors import SpiffileError
 
 if TYPE_CHECKING:
     from spiffile.provision import Root, ServiceInfo
 
 __all__ = [
+    "Seconds",
     "SpiffileGroup",
     "complete_service",
     "describe",
@@ -40,14 +43,19 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def one_line(text: str) -> str:
-    """Collapse whitespace: a multi-line library message must not break the one-line rule."""
-    return " ".join(text.split())
+    """One printable line: whitespace collapsed, any other control character escaped.
+
+    A multi-line library message must not break the one-line rule, and no
+    text that reached a message (a path, a quoted file or header member) may
+    drive the terminal it is printed on.
+    """
+    return printable(" ".join(text.split()))
 
 
 def describe(exc: BaseException) -> str:
     """One line for an error a user can cause, without key material (the library ensures it)."""
     if isinstance(exc, OSError):
-        parts = [exc.strerror or type(exc).__name__]
+        parts = [exc.strerror or str(exc) or type(exc).__name__]
         if exc.filename is not None:
             parts.append(str(exc.filename))
         if exc.filename2 is not None:
@@ -96,6 +104,35 @@ class SpiffileGroup(click.Group):
             raise  # `spiffile list | head`: click exits quietly on EPIPE.
         except OSError as exc:
             raise click.ClickException(describe(exc)) from exc
+
+
+class Seconds(click.ParamType):  # type: ignore[type-arg]
+    """A finite number of seconds in ``[0, maximum]``.
+
+    ``click.FloatRange(min=0)`` lets ``inf``, ``nan`` and ``1e30`` through,
+    which later overflow a timer or compare false with everything.
+    """
+
+    name = "seconds"
+
+    def __init__(self, maximum: float) -> None:
+        self.maximum = maximum
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, float | int) and not isinstance(value, bool):
+            number = float(value)
+        else:
+            try:
+                number = float(str(value).strip())
+            except ValueError:
+                self.fail(f"{quote(str(value), 40)} is not a number of seconds", param, ctx)
+        if not math.isfinite(number) or not 0 <= number <= self.maximum:
+            self.fail(
+                f"{quote(str(value), 40)} is not between 0 and {self.maximum:g} seconds", param, ctx
+            )
+        return number
 
 
 def emit_json(data: object) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from typing import Any, NoReturn
+from typing import Any, Final, NoReturn
 
 import click
 
@@ -59,6 +59,19 @@ def _unix_time(ctx: click.Context, param: click.Parameter, value: float | None) 
     return value
 
 
+#: What ``verify -`` reads at most: a token under the profile's cap, a
+#: ``Bearer`` prefix and whitespace fit many times over.
+_MAX_STDIN_TOKEN: Final = 64 * 1024
+
+
+def _read_stdin_token() -> str:
+    data = sys.stdin.buffer.read(_MAX_STDIN_TOKEN + 1)
+    if len(data) > _MAX_STDIN_TOKEN:
+        raise click.UsageError(f"stdin holds more than {_MAX_STDIN_TOKEN} bytes: not a token")
+    # Not UTF-8 cannot be a token either: the verifier rejects it as malformed.
+    return data.decode("utf-8", "replace")
+
+
 @click.command()
 @click.argument("token_text", metavar="[TOKEN|-]", required=False, default="-")
 @click.option("--audience", "-a", help="Expected audience (default: this workload's SPIFFE ID).")
@@ -102,7 +115,7 @@ def verify(
             raise click.UsageError("stdin is closed: pass TOKEN, or pipe it to stdin")
         if sys.stdin.isatty():
             raise click.UsageError("pass TOKEN, or pipe it to stdin")
-        token_text = sys.stdin.read()
+        token_text = _read_stdin_token()
     token_text = token_text.strip()
     if token_text.lower().startswith("bearer "):
         token_text = token_text[7:].strip()
@@ -200,16 +213,17 @@ def check(bundle_path: str, as_json: bool) -> None:
     Consumers skip a malformed identity entry with a warning; producers
     should never write one.  Exits 1 if there is any problem.
     """
-    from spiffile.bundle import lint_bundle
+    from spiffile.bundle import MAX_BUNDLE_BYTES, lint_bundle
 
     name = bundle_path
     if name == "-":
         if sys.stdin is None:  # Started with stdin closed (`<&-`).
             raise click.UsageError("stdin is closed: pass a BUNDLE file, or pipe it to stdin")
-        data = sys.stdin.buffer.read()
+        data = sys.stdin.buffer.read(MAX_BUNDLE_BYTES + 1)
     else:
         with open(name, "rb") as handle:
-            data = handle.read()
+            # Bounded: `check /dev/zero` ends with "larger than", not out of memory.
+            data = handle.read(MAX_BUNDLE_BYTES + 1)
     import logging
 
     logger = logging.getLogger("spiffile")
@@ -223,7 +237,7 @@ def check(bundle_path: str, as_json: bool) -> None:
         emit_json({"file": name, "ok": not problems, "problems": problems})
     else:
         for problem in problems:
-            click.echo(f"{name}: {problem}")
+            click.echo(one_line(f"{name}: {problem}"))
         if not problems:
             click.echo(f"{name}: ok")
     if problems:

@@ -53,6 +53,7 @@ __all__ = [
     "KEY_FILE",
     "KEY_MODE",
     "LOCK_FILE",
+    "MAX_SEQUENCE",
     "PUBLIC_MODE",
     "SERVICES_DIR",
     "STAGED_KEY_FILE",
@@ -88,6 +89,9 @@ STAGED_KEY_FILE: Final = "key.next.pem"
 DEFAULT_LOCK_TIMEOUT: Final = 30.0
 
 KEY_MODE: Final = 0o600
+#: The highest ``spiffe_sequence`` a producer writes: the largest value a
+#: 64-bit unsigned reader (go-spiffe's bundle type) holds.
+MAX_SEQUENCE: Final = 2**64 - 1
 PUBLIC_MODE: Final = 0o644
 _SERVICE_DIR_MODE: Final = 0o700
 #: A service directory shared read-only with its workload's group (README: read-only access).
@@ -211,7 +215,16 @@ class Root:
         The caller holds :meth:`lock`.  Every write increases the sequence
         because consumers refuse to go back (PROFILE.md §4.4).
         """
-        new = bundle.with_sequence((bundle.sequence or 0) + 1)
+        sequence = (bundle.sequence or 0) + 1
+        if sequence > MAX_SEQUENCE:
+            # Another tool wrote an absurd number (PROFILE.md §4.4): readers
+            # that hold it in 64 bits could not load the next document.
+            raise ProvisionError(
+                f"{self.bundle_path}: spiffe_sequence is at or above 2^64 - 1; write a lower "
+                "sequence by hand and restart every consumer "
+                "(they refuse a lower number until they restart)"
+            )
+        new = bundle.with_sequence(sequence)
         data = new.to_json()
         atomic_write(self.bundle_path, data, mode=PUBLIC_MODE)
         self._cache = (data, new)

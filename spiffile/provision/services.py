@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from spiffile._quote import quote_id_content
 from spiffile.bundle import MAX_BUNDLE_BYTES, Bundle
 from spiffile.errors import (
     InvalidKeyError,
@@ -210,15 +211,24 @@ def _check_owner(directory: Path, sid: SpiffeId) -> None:
     ``add Orders`` would bind orders' key to a second identity and
     ``remove Orders`` would delete orders' key.
     """
+    path = directory / ID_FILE
     try:
-        text = read_regular(directory / ID_FILE, limit=4096).decode("utf-8", "replace").rstrip()
+        text = read_regular(path, limit=4096).decode("utf-8", "replace").rstrip()
     except (FileNotFoundError, NotADirectoryError):
         return
-    if text != str(sid):
+    if text == str(sid):
+        return
+    shown = quote_id_content(text)
+    if shown is None:
+        # Never quoted: a key copied over ``id`` would land in the message.
         raise ProvisionError(
-            f"{directory} belongs to {text[:200]!r}, not {sid}: service names that differ only "
-            "in case share a directory on case-insensitive file systems"
+            f"{path} does not hold a SPIFFE ID (one line starting with 'spiffe://'); "
+            f"if it should be {sid}, delete it and run add again"
         )
+    raise ProvisionError(
+        f"{directory} belongs to {shown}, not {sid}: service names that differ only "
+        "in case share a directory on case-insensitive file systems"
+    )
 
 
 def _write_id(directory: Path, sid: SpiffeId) -> None:

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from spiffile import _wire
+from spiffile._quote import quote
 from spiffile.errors import AlgorithmError, HeaderError, MalformedTokenError
 
 __all__ = ["ES256", "SIGNATURE_BYTES", "encoded_header", "parse"]
@@ -91,7 +92,8 @@ def _check_header(header: dict[str, Any]) -> str:
         raise AlgorithmError(f"algorithm {shown!r} is not allowed; the profile allows ES256 only")
     unknown = header.keys() - _HEADER_MEMBERS
     if unknown:
-        names = ", ".join(sorted(repr(name[:20]) for name in unknown)[:5])
+        # Member names are the sender's text: repr keeps escapes out of logs.
+        names = ", ".join(sorted(quote(name, 20) for name in unknown)[:5])
         raise HeaderError(f"header members not allowed: {names}")
     if "typ" in header and header["typ"] not in _TYPES:
         raise HeaderError("header 'typ' must be 'JWT' or 'JOSE'")
