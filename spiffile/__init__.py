@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         SignatureError,
         SpiffileError,
         TokenTooLargeError,
+        TokenUnavailableError,
         UnknownIdentityError,
     )
     from spiffile.identity import Identity, IdentityStatus
@@ -109,6 +110,7 @@ __all__ = [
     "SpiffeId",
     "SpiffileError",
     "TokenTooLargeError",
+    "TokenUnavailableError",
     "TrustDomain",
     "TrustKind",
     "TrustSet",

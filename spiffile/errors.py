@@ -30,6 +30,7 @@ __all__ = [
     "SignatureError",
     "SpiffileError",
     "TokenTooLargeError",
+    "TokenUnavailableError",
     "UnknownIdentityError",
 ]
 
@@ -133,6 +134,12 @@ class LifetimeError(InvalidTokenError):
     """The token stays valid longer than the verifier's lifetime cap allows."""
 
     code = "lifetime"
+
+
+class TokenUnavailableError(SpiffileError):
+    """No token can be served for that audience now (spiffe-helper: none configured, or expired)."""
+
+    code = "token_unavailable"
 
 
 class ConfigurationError(SpiffileError):

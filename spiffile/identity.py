@@ -45,6 +45,7 @@ __all__ = [
     "ENV_DIR",
     "ENV_ID_FILE",
     "ENV_KEY_FILE",
+    "ENV_SPIFFE_HELPER_CONFIG",
     "ENV_TRUST_DIR",
     "Identity",
     "IdentityStatus",
@@ -56,6 +57,8 @@ ENV_KEY_FILE: Final = "SPIFFILE_KEY_FILE"
 ENV_BUNDLE_FILE: Final = "SPIFFILE_BUNDLE_FILE"
 #: A directory of ``<trust-domain>.json`` trust documents (federation, PROFILE.md §12).
 ENV_TRUST_DIR: Final = "SPIFFILE_TRUST_DIR"
+#: spiffe-helper's configuration file: the identity comes from SPIRE through it.
+ENV_SPIFFE_HELPER_CONFIG: Final = "SPIFFILE_SPIFFE_HELPER_CONFIG"
 #: File names inside ``SPIFFILE_DIR`` (profile: files and environment).
 DIR_NAMES: Final = {ENV_ID_FILE: "id", ENV_KEY_FILE: "key.pem", ENV_BUNDLE_FILE: "bundle.json"}
 #: A cached token is reused while more than this fraction of its lifetime remains.
@@ -236,17 +239,36 @@ class Identity:
         return cls(base / "id", base / "key.pem", base / "bundle.json", **options)
 
     @classmethod
+    def from_spiffe_helper(cls, config: str | os.PathLike[str], **options: Any) -> Identity:
+        """The identity spiffe-helper delivers from SPIRE, read through its own configuration.
+
+        *config* is spiffe-helper's HCL configuration file: its ``jwt_svids``
+        token files are served by :meth:`token`, its ``jwt_bundle_file_name``
+        verifies callers, and the SPIFFE ID comes from its X.509-SVID (or its
+        tokens).  See :mod:`spiffile.spiffe_helper`.  Needs the
+        ``spiffe-helper`` extra (python-hcl2).
+        """
+        from spiffile.spiffe_helper import SpiffeHelperIdentity
+
+        return SpiffeHelperIdentity(config, **options)
+
+    @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **options: Any) -> Identity:
         """The identity the environment names.
 
         ``SPIFFILE_ID_FILE``, ``SPIFFILE_KEY_FILE`` and ``SPIFFILE_BUNDLE_FILE``
         each win over ``SPIFFILE_DIR`` for their own file.  ``SPIFFILE_TRUST_DIR``,
         when set, adds the trust documents of other trust domains (federation).
+        ``SPIFFILE_SPIFFE_HELPER_CONFIG``, when set, names a spiffe-helper
+        configuration, and the identity is SPIRE's (:meth:`from_spiffe_helper`).
         """
         environ = os.environ if env is None else env
         trust_dir = environ.get(ENV_TRUST_DIR)
         if trust_dir:
             options.setdefault("trust_dir", trust_dir)
+        helper_config = environ.get(ENV_SPIFFE_HELPER_CONFIG)
+        if helper_config:
+            return cls.from_spiffe_helper(helper_config, **options)
         directory = environ.get(ENV_DIR) or None
         paths: dict[str, str] = {}
         for variable, name in DIR_NAMES.items():

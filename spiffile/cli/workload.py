@@ -161,6 +161,11 @@ def whoami(as_json: bool) -> None:
     """
     identity = _load_identity()
     status = identity.status()
+    from spiffile.spiffe_helper import SpiffeHelperIdentity
+
+    if isinstance(identity, SpiffeHelperIdentity):
+        _whoami_spiffe_helper(identity, status, as_json)
+        return
     bundle = identity.bundle
     data: dict[str, Any] = {
         "id": str(status.id),
@@ -193,6 +198,31 @@ def whoami(as_json: bool) -> None:
         if reason is None and not status.key_bound:
             reason = f"signing key {status.kid} is not bound to {status.id} in the bundle"
         raise click.ClickException(f"identity unhealthy: {one_line(reason or 'unknown')}")
+
+
+def _whoami_spiffe_helper(identity: Any, status: Any, as_json: bool) -> None:
+    """``whoami`` for an identity that spiffe-helper delivers from SPIRE."""
+    data: dict[str, Any] = {
+        "id": str(status.id),
+        "source": "spiffe-helper",
+        "config": str(identity.config.path),
+        "healthy": status.healthy,
+        "audiences": [item.audience for item in identity.config.jwt_svids],
+        "tokens_usable": status.key_bound,
+        "token_error": status.key.error,
+        "bundle_file": status.bundle.path,
+        "bundle_error": status.bundle.error,
+        "bundle_sequence": status.bundle_sequence,
+    }
+    if as_json:
+        emit_json(data)
+    else:
+        for key, value in data.items():
+            if value is not None:
+                click.echo(f"{key:16} {value}")
+    if not status.healthy:
+        reason = status.key.error or status.bundle.error or "a token file is not usable"
+        raise click.ClickException(f"identity unhealthy: {one_line(reason)}")
 
 
 # --- bundle tools ------------------------------------------------------------------------------
