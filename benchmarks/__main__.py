@@ -29,7 +29,7 @@ SUITES = ("core", "load", "startup", "legacy")
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="spiffile throughput and scale, as ratios to the raw operations (issue #5).",
+        description="spiffile throughput and scale, as ratios to the raw operations.",
     )
     parser.add_argument("--quick", action="store_true", help="few short samples (CI)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="write the JSON here too")

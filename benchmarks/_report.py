@@ -1,7 +1,7 @@
 """Rows of results, the printed table and the JSON document.
 
 A row is a measured figure, the baseline it is divided by (measured in the
-same process, interleaved with it), the ratio and, where issue #5 sets one,
+same process, interleaved with it), the ratio and, where the project sets one,
 the target.  Targets are reported, never asserted: timings on a shared
 machine are noise for a CI gate; people read the ratios.
 """

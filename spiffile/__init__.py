@@ -60,7 +60,7 @@ _LOCATIONS = {
 
 def __getattr__(name: str) -> Any:
     if name == "__version__":
-        # importlib.metadata costs ~20 ms of CLI start-up: import it on demand.
+        # importlib.metadata is slow to import (row "spiffile --help"): on demand.
         from importlib.metadata import PackageNotFoundError, version
 
         try:

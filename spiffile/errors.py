@@ -62,7 +62,7 @@ class InvalidKeyError(SpiffileError):
 class UnknownIdentityError(SpiffileError):
     """A well-formed SPIFFE ID has no entry in the current bundle.
 
-    Kept distinct from :class:`InvalidTokenError` (profile, verification step 2):
+    Kept distinct from :class:`InvalidTokenError` (PROFILE.md §6.1 step 2):
     "we do not know you" is an operational fact (a bundle not yet propagated, a
     revoked service), not evidence of a forged token.
     """

@@ -1,7 +1,7 @@
 """Everything that touches the file system: atomic writes and hot-reloading file views.
 
 This is the only module that knows about inodes, mtimes, renames, permissions
-and watchfiles (ARCHITECTURE.md).  ``identity`` and ``provision`` go through it.
+and watchfiles (docs/architecture.md).  ``identity`` and ``provision`` go through it.
 """
 
 from __future__ import annotations
@@ -543,8 +543,8 @@ class DirectoryView(Generic[T]):
         self._lock = threading.Lock()
         self._views: dict[str, FileView[T]] = {}
         # Names whose file never parsed: the signature last tried and why it failed.
-        self._pending: dict[str, tuple[Signature | None, str]] = {}
-        self._signature: Signature | None = None
+        self._pending: dict[str, tuple[FileStamp | None, str]] = {}
+        self._signature: FileStamp | None = None
         self._racy = False
         if not os.path.isdir(self._path):
             raise NotADirectoryError(f"{self._path} is not a directory")
@@ -601,9 +601,9 @@ class DirectoryView(Generic[T]):
         try:
             st = os.stat(self._path)
         except OSError:
-            signature: Signature | None = None
+            signature: FileStamp | None = None
         else:
-            signature = _signature(st)
+            signature = _stamp(st)
         if not force and signature == self._signature and not self._racy:
             return
         with self._lock:
@@ -653,7 +653,7 @@ class DirectoryView(Generic[T]):
         """Try to build the view of a new name (under the lock)."""
         path = self._file(name)
         try:
-            signature: Signature | None = _signature(os.stat(path))
+            signature: FileStamp | None = _stamp(os.stat(path))
         except OSError:
             signature = None
         try:
@@ -682,7 +682,7 @@ class DirectoryView(Generic[T]):
 
     def _retry(self, name: str) -> T | None:
         try:
-            signature: Signature | None = _signature(os.stat(self._file(name)))
+            signature: FileStamp | None = _stamp(os.stat(self._file(name)))
         except OSError:
             signature = None
         with self._lock:

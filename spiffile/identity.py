@@ -47,6 +47,7 @@ __all__ = [
     "ENV_KEY_FILE",
     "ENV_SPIFFE_HELPER_CONFIG",
     "ENV_TRUST_DIR",
+    "Configured",
     "Identity",
     "IdentityStatus",
 ]
@@ -59,17 +60,24 @@ ENV_BUNDLE_FILE: Final = "SPIFFILE_BUNDLE_FILE"
 ENV_TRUST_DIR: Final = "SPIFFILE_TRUST_DIR"
 #: spiffe-helper's configuration file: the identity comes from SPIRE through it.
 ENV_SPIFFE_HELPER_CONFIG: Final = "SPIFFILE_SPIFFE_HELPER_CONFIG"
-#: File names inside ``SPIFFILE_DIR`` (profile: files and environment).
+#: File names inside ``SPIFFILE_DIR`` (PROFILE.md §3).
 DIR_NAMES: Final = {ENV_ID_FILE: "id", ENV_KEY_FILE: "key.pem", ENV_BUNDLE_FILE: "bundle.json"}
 #: A cached token is reused while more than this fraction of its lifetime remains.
 _REUSE_FRACTION: Final = 0.5
 _MAX_ID_FILE_BYTES: Final = 4096
 
 
-class _Default(enum.Enum):
-    """Marks "use the identity's configured value" where ``None`` has a meaning."""
+class Configured(enum.Enum):
+    """The default of a per-call option: "the value this identity was built with".
 
-    VALUE = 0
+    A sentinel rather than ``None`` because ``None`` already has a meaning for
+    some options (``max_lifetime=None`` lifts the lifetime cap).
+    """
+
+    VALUE = "the identity's configured value"
+
+    def __repr__(self) -> str:
+        return "Configured.VALUE"
 
 
 class _SigningKey:
@@ -350,25 +358,26 @@ class Identity:
         self,
         token: object,
         audience: str | SpiffeId | None = None,
-        leeway: float | None = None,
         *,
-        max_lifetime: float | _Default | None = _Default.VALUE,
+        leeway: float | Configured = Configured.VALUE,
+        max_lifetime: float | Configured | None = Configured.VALUE,
         issuer: str | None = None,
     ) -> Caller:
         """Verify an inbound token; *audience* defaults to this identity's ID.
 
         *leeway* and *max_lifetime* default to the values the identity was
-        built with; ``max_lifetime=None`` lifts the lifetime cap.  *issuer*,
+        built with (:attr:`Configured.VALUE`); ``max_lifetime=None`` lifts the
+        lifetime cap.  *issuer*,
         when given, must equal the token's ``iss``.  A caller from another
         trust domain is checked against its document in the trust directory.
         """
-        lifetime = self._max_lifetime if max_lifetime is _Default.VALUE else max_lifetime
+        lifetime = self._max_lifetime if max_lifetime is Configured.VALUE else max_lifetime
         return svid.verify(
             token,
             self._bundle_view.get() if self._federated is None else self._federated,
             audience=self._id_text if audience is None else audience,
             now=self._clock(),
-            leeway=self._leeway if leeway is None else leeway,
+            leeway=self._leeway if leeway is Configured.VALUE else leeway,
             max_lifetime=lifetime,
             issuer=issuer,
         )

@@ -131,7 +131,7 @@ def kid_for(public_key: ec.EllipticCurvePublicKey) -> str:
 
 
 def public_jwk(public_key: ec.EllipticCurvePublicKey) -> dict[str, str]:
-    """The JWK producers write into the bundle (profile: bundle document)."""
+    """The JWK producers write into the bundle (PROFILE.md §4.2)."""
     if not isinstance(public_key, ec.EllipticCurvePublicKey) or not isinstance(
         public_key.curve, ec.SECP256R1
     ):

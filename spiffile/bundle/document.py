@@ -1,7 +1,7 @@
 """The trust bundle document: parse, validate, serialize, and look up bound keys.
 
 A bundle binds each SPIFFE ID to the public keys that may speak for it
-(profile: "Bundle document").  Parsing checks the document itself eagerly and
+(PROFILE.md §4).  Parsing checks the document itself eagerly and
 each identity entry lazily, on its first lookup: a 100k-identity bundle then
 loads at the cost of ``json.loads`` and a verifier pays only for the entries
 it meets.  A validated entry (its ``SpiffeId`` and public key objects) is
@@ -348,8 +348,9 @@ class Bundle:
         """UTF-8 JSON, one identity per line, identities sorted, with a trailing newline.
 
         Written line by line because ``json.dumps(indent=...)`` falls back to
-        the pure-Python encoder: 103 ms against 26 ms at 10k identities, paid
-        on every producer write.  Each line still goes through ``json.dumps``.
+        the pure-Python encoder, several times slower on a large bundle, and
+        every producer write pays it.  Each line still goes through
+        ``json.dumps`` (or its equal, :func:`~spiffile.bundle._compact.entry_json`).
         """
         lines = [f"  {json.dumps(k)}: {json.dumps(v)}," for k, v in self._head().items()]
         raw = self._raw

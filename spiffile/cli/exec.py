@@ -11,7 +11,7 @@ Design notes:
 - The *parent directories* are watched, not the files: producers replace files
   by rename (atomic write), which gives the path a new inode, and a watch on
   the old inode would go silent after the first rotation.
-- Notifications are not relied on alone (PROFILE §7.2): every tick also
+- Notifications are not relied on alone (PROFILE.md §7.2): every tick also
   compares the files' ``stat`` signatures, symlinks followed, which is how the
   swap of a Kubernetes volume's ``..data`` symlink shows up.
 - Changes are debounced: one rotation writes the bundle up to twice and the
@@ -70,7 +70,7 @@ def identity_paths_from_env(env: Mapping[str, str]) -> list[Path]:
     """Return the id, key and bundle paths an ``Identity.from_env(env)`` would read.
 
     Each explicit ``SPIFFILE_*_FILE`` variable wins over ``SPIFFILE_DIR`` for
-    its own file (profile, "Files a workload reads").
+    its own file (PROFILE.md §3.1).
     """
     from spiffile.identity import DIR_NAMES, ENV_DIR
 
@@ -127,7 +127,7 @@ def _signatures(paths: Sequence[Path]) -> tuple[tuple[int, ...] | None, ...]:
 
     Compared on every tick, it catches what the directory watch cannot: the
     swap of a Kubernetes volume's ``..data`` symlink (the files' own names
-    never change), and file systems whose notifications get lost (PROFILE §7).
+    never change), and file systems whose notifications get lost (PROFILE.md §7).
     """
     found: list[tuple[int, ...] | None] = []
     for path in paths:

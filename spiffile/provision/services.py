@@ -1,4 +1,4 @@
-"""Producer side: create and maintain an identity root (profile: provisioned root layout).
+"""Producer side: create and maintain an identity root (PROFILE.md §3.4).
 
 A root is a directory holding ``bundle.json`` and ``services/<name>/{id,key.pem}``.
 Every operation that reads and rewrites the bundle runs under an exclusive

@@ -22,7 +22,15 @@ from spiffile import _wire
 from spiffile._quote import quote
 from spiffile.errors import AlgorithmError, HeaderError, MalformedTokenError
 
-__all__ = ["ES256", "SIGNATURE_BYTES", "encoded_header", "parse"]
+__all__ = [
+    "ES256",
+    "SIGNATURE_BYTES",
+    "decode_json",
+    "decode_segment",
+    "encoded_header",
+    "parse",
+    "split_compact",
+]
 
 ES256: Final = ec.ECDSA(hashes.SHA256())
 SIGNATURE_BYTES: Final = 64
@@ -34,14 +42,34 @@ _NOT_COMPACT: Final = (
 _ALPHABET: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 
-def _segment(data: bytes) -> bytes:
+def split_compact(token: str) -> tuple[bytes, bytes, bytes]:
+    """The three encoded segments of a compact JWS (header, payload, signature), ASCII bytes.
+
+    Deleting the base64url alphabet from the token must leave exactly the two
+    separators, and no segment may be empty (RFC 7515 §7.1).
+    """
+    try:
+        raw = token.encode("ascii")
+    except UnicodeEncodeError:
+        raise MalformedTokenError(_NOT_COMPACT) from None
+    if raw.translate(None, _ALPHABET) != b"..":
+        raise MalformedTokenError(_NOT_COMPACT)
+    header, payload, signature = raw.split(b".")
+    if not header or not payload or not signature:
+        raise MalformedTokenError(_NOT_COMPACT)
+    return header, payload, signature
+
+
+def decode_segment(data: bytes) -> bytes:
+    """One segment's bytes, under the strict base64url rule of :mod:`spiffile._wire`."""
     try:
         return _wire.b64url_decode(data)
     except _wire.WireError as exc:
         raise MalformedTokenError(f"a token segment {exc}") from None
 
 
-def _json_object(data: bytes, what: str) -> dict[str, Any]:
+def decode_json(data: bytes, what: str) -> dict[str, Any]:
+    """The decoded header or payload (*what*) as a strict JSON object (PROFILE.md §5.4)."""
     try:
         if what == "payload":
             return _wire.loads_claims(data)
@@ -57,22 +85,14 @@ def parse(token: str) -> tuple[str, dict[str, Any], bytes, bytes]:
     :class:`MalformedTokenError` or the header's own errors: the compact
     shape, the header, the payload, then the signature's encoding and length.
     """
-    try:
-        raw = token.encode("ascii")
-    except UnicodeEncodeError:
-        raise MalformedTokenError(_NOT_COMPACT) from None
-    # Deleting the alphabet must leave exactly the two separators.
-    if raw.translate(None, _ALPHABET) != b"..":
-        raise MalformedTokenError(_NOT_COMPACT)
-    header, payload, signature = raw.split(b".")
-    if not header or not payload or not signature:
-        raise MalformedTokenError(_NOT_COMPACT)
+    header, payload, signature = split_compact(token)
     kid = _header_kid(header)
-    claims = _json_object(_segment(payload), "payload")
-    raw_signature = _segment(signature)
+    claims = decode_json(decode_segment(payload), "payload")
+    raw_signature = decode_segment(signature)
     if len(raw_signature) != SIGNATURE_BYTES:
         raise MalformedTokenError("an ES256 signature must be 64 bytes (r||s)")
-    return kid, claims, raw[: len(header) + 1 + len(payload)], _wire.raw_to_der(raw_signature)
+    signing_input = token[: len(header) + 1 + len(payload)].encode("ascii")
+    return kid, claims, signing_input, _wire.raw_to_der(raw_signature)
 
 
 @lru_cache(maxsize=512)
@@ -82,7 +102,7 @@ def _header_kid(segment: bytes) -> str:
     Cached: a verifier sees the same few headers (one per sender key) again
     and again.  Failures raise and are not cached.
     """
-    return _check_header(_json_object(_segment(segment), "header"))
+    return _check_header(decode_json(decode_segment(segment), "header"))
 
 
 def _check_header(header: dict[str, Any]) -> str:

@@ -20,8 +20,8 @@ from typing import Any, Final
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+from spiffile import _wire
 from spiffile.bundle.spiffe import JWT_SVID_ALGORITHMS, JwtAuthority
 from spiffile.errors import AlgorithmError, HeaderError, MalformedTokenError, SignatureError
 from spiffile.svid import _jws
@@ -66,19 +66,12 @@ def parse(token: str) -> tuple[str, str, dict[str, Any], bytes, bytes]:
     header, then the payload and the signature's encoding.  The signature's
     length is checked against the key in :func:`verify_signature`.
     """
-    try:
-        raw = token.encode("ascii")
-    except UnicodeEncodeError:
-        raise MalformedTokenError(_jws._NOT_COMPACT) from None
-    if raw.translate(None, _jws._ALPHABET) != b"..":
-        raise MalformedTokenError(_jws._NOT_COMPACT)
-    header, payload, signature = raw.translate(_jws._TO_STANDARD).split(b".")
-    if not header or not payload or not signature:
-        raise MalformedTokenError(_jws._NOT_COMPACT)
-    alg, kid = check_header(_jws.parse_json_object(_jws._decode_standard(header), "header"))
-    claims = _jws._parse_payload(_jws._decode_standard(payload))
-    raw_signature = _jws._decode_standard(signature)
-    return alg, kid, claims, raw[: len(header) + 1 + len(payload)], raw_signature
+    header, payload, signature = _jws.split_compact(token)
+    alg, kid = check_header(_jws.decode_json(_jws.decode_segment(header), "header"))
+    claims = _jws.decode_json(_jws.decode_segment(payload), "payload")
+    raw_signature = _jws.decode_segment(signature)
+    signing_input = token[: len(header) + 1 + len(payload)].encode("ascii")
+    return alg, kid, claims, signing_input, raw_signature
 
 
 def verify_signature(
@@ -102,10 +95,7 @@ def verify_signature(
             half = _EC_HALF[alg]
             if len(signature) != 2 * half:
                 raise MalformedTokenError(f"an {alg} signature must be {2 * half} bytes (r||s)")
-            der = encode_dss_signature(
-                int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big")
-            )
-            key.verify(der, signing_input, ec.ECDSA(digest))
+            key.verify(_wire.raw_to_der(signature), signing_input, ec.ECDSA(digest))
             return
         if not isinstance(key, rsa.RSAPublicKey):  # pragma: no cover - built by the bundle
             raise SignatureError("unsupported authority key")

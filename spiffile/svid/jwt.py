@@ -46,9 +46,9 @@ __all__ = [
     "verify",
 ]
 
-#: Reference lifetime of a token (profile: tokens).
+#: Reference lifetime of a token (PROFILE.md §5.5).
 DEFAULT_TTL: Final = 60
-#: Clock skew tolerated on ``exp``, ``nbf`` and ``iat`` (profile: verification step 4).
+#: Clock skew tolerated on ``exp``, ``nbf`` and ``iat`` (PROFILE.md §6.2).
 DEFAULT_LEEWAY: Final = 30
 #: Verifier lifetime cap: a token may stay valid at most this long from now.
 #: Far above any default-minted token (60 s); pass ``max_lifetime=None`` to lift it.
@@ -271,7 +271,7 @@ def _verify_source(
     if len(signature) != _jws.SIGNATURE_BYTES:
         raise MalformedTokenError("an ES256 signature must be 64 bytes (r||s)")
     entry = document.lookup(subject)
-    der = _jws.raw_to_der(signature)
+    der = _wire.raw_to_der(signature)
     for key in _candidates(entry.keys, kid):
         try:
             key.public_key.verify(der, signing_input, _jws.ES256)

@@ -1,6 +1,6 @@
 """Tests for spiffile/svid.py: mint/verify, and verification against hostile input.
 
-Every hostile case of issue 2 part 4 has its own named parametrized case that
+Every hostile case of PROFILE.md §6.1 has its own named parametrized case that
 asserts the exact error class.  Hostile tokens are crafted by hand with real
 signatures from real keys (``tests/tokenforge.py``), so each one breaks exactly
 the rule it targets: an ``aud`` array or an extra header member carries a valid
