@@ -1,9 +1,14 @@
-"""spiffile: SPIFFE workload identity from three files.
+"""spiffile: SPIFFE workload identity from files.
 
-A workload's identity is its SPIFFE ID, its private key and a trust bundle
-of everyone's public keys.  ``Identity.from_env()`` loads them;
-``identity.token(audience)`` proves who we are, ``identity.verify(token)``
-says who is calling.
+A workload's identity is its SPIFFE ID, its private key and a trust bundle.
+``Identity.from_env()`` loads them; ``identity.token(audience)`` proves who we
+are, ``identity.verify(token)`` says who is calling.
+
+The public surface is this module's ``__all__``: every error class of
+:mod:`spiffile.errors` (all of them, so that ``except spiffile.XError`` works
+for any error a call can raise), the SPIFFE ID types, and the names in
+``_LAZY``, which are imported on first use (PEP 562) so that ``spiffile
+--help`` and ``import spiffile.errors`` do not pay for cryptography.
 """
 
 from __future__ import annotations
@@ -11,49 +16,33 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from spiffile.bundle import BoundKey, Bundle, SpiffeBundle, spiffe_jwt_bundle
-    from spiffile.caller import Caller, TrustKind
-    from spiffile.errors import (
-        AlgorithmError,
-        AudienceError,
-        ClaimsError,
-        ConfigurationError,
-        ExpiredTokenError,
-        HeaderError,
-        InvalidBundleError,
-        InvalidKeyError,
-        InvalidSpiffeIdError,
-        InvalidTokenError,
-        InvalidX509SvidError,
-        LifetimeError,
-        MalformedTokenError,
-        NotYetValidError,
-        PeerNotAllowedError,
-        ProvisionError,
-        SignatureError,
-        SpiffileError,
-        TokenTooLargeError,
-        TokenUnavailableError,
-        UnknownIdentityError,
-    )
-    from spiffile.identity import Identity, IdentityStatus
-    from spiffile.spiffe_id import SpiffeId, TrustDomain
-    from spiffile.trust import TrustSet
+from spiffile import errors as _errors
+from spiffile.errors import *  # noqa: F403 - every error is public; errors.__all__ is the list
+from spiffile.spiffe_id import SpiffeId, TrustDomain
 
-# Public names are imported on first use (PEP 562), so that `spiffile --help`
-# and `import spiffile.errors` do not pay for cryptography and PyJWT.
-_LOCATIONS = {
+if TYPE_CHECKING:  # The same names as _LAZY (tests/test_public_api.py holds them equal).
+    from spiffile.bundle import BoundKey as BoundKey
+    from spiffile.bundle import Bundle as Bundle
+    from spiffile.bundle import SpiffeBundle as SpiffeBundle
+    from spiffile.bundle import spiffe_jwt_bundle as spiffe_jwt_bundle
+    from spiffile.caller import Caller as Caller
+    from spiffile.caller import TrustKind as TrustKind
+    from spiffile.identity import Configured as Configured
+    from spiffile.identity import Identity as Identity
+    from spiffile.identity import IdentityStatus as IdentityStatus
+    from spiffile.trust import TrustSet as TrustSet
+
+#: Public names imported on first use, and the module each comes from.
+_LAZY = {
     "BoundKey": "spiffile.bundle",
     "Bundle": "spiffile.bundle",
+    "SpiffeBundle": "spiffile.bundle",
     "spiffe_jwt_bundle": "spiffile.bundle",
-    "Identity": "spiffile.identity",
-    "IdentityStatus": "spiffile.identity",
-    "SpiffeId": "spiffile.spiffe_id",
-    "TrustDomain": "spiffile.spiffe_id",
     "Caller": "spiffile.caller",
     "TrustKind": "spiffile.caller",
-    "SpiffeBundle": "spiffile.bundle",
+    "Configured": "spiffile.identity",
+    "Identity": "spiffile.identity",
+    "IdentityStatus": "spiffile.identity",
     "TrustSet": "spiffile.trust",
 }
 
@@ -69,9 +58,7 @@ def __getattr__(name: str) -> Any:
             found = "0+unknown"
         globals()["__version__"] = found
         return found
-    module = _LOCATIONS.get(name)
-    if module is None and name in __all__ and name.endswith("Error"):
-        module = "spiffile.errors"
+    module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'spiffile' has no attribute {name!r}")
     value = getattr(import_module(module), name)
@@ -83,38 +70,6 @@ def __dir__() -> list[str]:
     return sorted(__all__)
 
 
-__all__ = [
-    "AlgorithmError",
-    "AudienceError",
-    "BoundKey",
-    "Bundle",
-    "Caller",
-    "ClaimsError",
-    "ConfigurationError",
-    "ExpiredTokenError",
-    "HeaderError",
-    "Identity",
-    "IdentityStatus",
-    "InvalidBundleError",
-    "InvalidKeyError",
-    "InvalidSpiffeIdError",
-    "InvalidTokenError",
-    "InvalidX509SvidError",
-    "LifetimeError",
-    "MalformedTokenError",
-    "NotYetValidError",
-    "PeerNotAllowedError",
-    "ProvisionError",
-    "SignatureError",
-    "SpiffeBundle",
-    "SpiffeId",
-    "SpiffileError",
-    "TokenTooLargeError",
-    "TokenUnavailableError",
-    "TrustDomain",
-    "TrustKind",
-    "TrustSet",
-    "UnknownIdentityError",
-    "__version__",
-    "spiffe_jwt_bundle",
-]
+__all__ = ["SpiffeId", "TrustDomain", "__version__"]  # noqa: F405 - __version__ is lazy
+__all__ += _errors.__all__
+__all__ += list(_LAZY)
