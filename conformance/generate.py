@@ -25,6 +25,7 @@ from conformance._documents import (
 )
 from conformance._forge import Forge
 from conformance._hostile import invalid_vectors
+from conformance._spiffe import spiffe_vectors
 from conformance._valid import valid_vectors
 from conformance._x509 import x509_vectors
 
@@ -93,6 +94,14 @@ def build(inputs_dir: Path = INPUTS) -> dict[str, Any]:
             "each yields, and to reject as invalid_x509_svid, with the X.509-SVID rule each "
             "breaks (reason). authorities: PEM per trust domain.  An extension of the profile.",
             **x509_vectors(forge.now),
+        ),
+        "spiffe-bundles.json": _file(
+            "verify-spiffe: JWT-SVIDs checked against trust documents per trust domain "
+            "(trust: trust domain -> document text: a SPIFFE bundle, spiffe-helper's bundle map "
+            "or a spiffile bundle).  Accept with the caller's id and the trust kind that "
+            "vouched (spiffe or spiffile), or reject with the error code.  An extension of "
+            "the profile (PROFILE.md section 12).",
+            **spiffe_vectors(inputs_dir / "keys", forge.now, bundle_document(forge)),
         ),
     }
     _check_unique_ids(files)

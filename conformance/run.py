@@ -98,6 +98,9 @@ def load_vectors(directory: Path = VECTORS) -> list[Vector]:
     x509_svids = read("x509-svids.json")
     add("x509-svids-valid", "verify-x509", x509_svids["valid"], lambda v: v["input"])
     add("x509-svids-invalid", "verify-x509", x509_svids["invalid"], lambda v: v["input"])
+    spiffe = read("spiffe-bundles.json")
+    add("spiffe-bundles-valid", "verify-spiffe", spiffe["valid"], lambda v: v["input"])
+    add("spiffe-bundles-invalid", "verify-spiffe", spiffe["invalid"], lambda v: v["input"])
     return vectors
 
 
@@ -208,6 +211,8 @@ def _problem(impl: Implementation, vector: Vector, answer: dict[str, Any]) -> st
         problem = _compare(answer, expected, ("id", "claims"))
     elif vector.verb == "verify-x509":
         problem = _compare(answer, expected, ("id",))
+    elif vector.verb == "verify-spiffe":
+        problem = _compare(answer, expected, ("id", "trust"))
     elif vector.verb == "parse-id":
         problem = _compare(answer, expected, ("id", "trust_domain", "path"))
     elif vector.verb == "parse-bundle":
@@ -273,7 +278,10 @@ def main(argv: list[str] | None = None) -> int:
         help="an adapter command line (repeatable); default: this repository's spiffile",
     )
     parser.add_argument(
-        "--level", action="append", choices=("v0", "spiffile", "x509"), help="only these levels"
+        "--level",
+        action="append",
+        choices=("v0", "spiffile", "x509", "spiffe"),
+        help="only these levels",
     )
     parser.add_argument("--vectors", type=Path, default=VECTORS, help="vector directory")
     parser.add_argument("--json", type=Path, help="also write every result to this JSON file")

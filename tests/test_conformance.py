@@ -53,6 +53,9 @@ def test_vector(vector: Vector) -> None:
     if vector.suite == "tokens-invalid" and vector.raw["reason"] != "unknown_identity":
         # Our own error codes follow the check order of PROFILE.md exactly.
         assert answer.get("code") == vector.raw["reason"], answer
+    if vector.suite == "spiffe-bundles-invalid":
+        # Under SPIFFE-bundle trust too, the code names the rule broken (PROFILE.md §12.2).
+        assert answer.get("code") == vector.raw["reason"], answer
     if vector.suite == "x509-svids-invalid":
         # One error class per X.509-SVID rule: the code names the rule broken.
         assert answer.get("code") == vector.raw["reason"], answer

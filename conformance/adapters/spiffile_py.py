@@ -135,6 +135,27 @@ def _verify_x509(request: Mapping[str, Any]) -> dict[str, Any]:
     return {"ok": True, "id": str(svid_.id)}
 
 
+def _verify_spiffe(request: Mapping[str, Any]) -> dict[str, Any]:
+    from spiffile.trust import TrustSet, parse_trust_document
+
+    trust = TrustSet(
+        {
+            trust_domain: parse_trust_document(text, trust_domain)
+            for trust_domain, text in request["trust"].items()
+        }
+    )
+    caller = svid.verify(
+        request["token"],
+        trust,
+        audience=request["audience"],
+        now=request["now"],
+        leeway=request.get("leeway", svid.DEFAULT_LEEWAY),
+        max_lifetime=request.get("max_lifetime", svid.DEFAULT_MAX_LIFETIME),
+        issuer=request.get("issuer"),
+    )
+    return {"ok": True, "id": str(caller.id), "trust": str(caller.trust)}
+
+
 def _provision(request: Mapping[str, Any]) -> dict[str, Any]:
     from spiffile import provision
 
@@ -175,6 +196,7 @@ handlers: dict[str, Handler] = {
     "mint": _guard(_mint),
     "verify": _guard(_verify),
     "verify-x509": _guard(_verify_x509),
+    "verify-spiffe": _guard(_verify_spiffe),
     "provision": _guard(_provision),
     "identity-token": _guard(_identity_token),
     "identity-verify": _guard(_identity_verify),
