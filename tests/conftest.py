@@ -67,3 +67,17 @@ def good() -> dict[str, Any]:
             DOC_BILLING: {"keys": [fresh_jwk(), fresh_jwk()]},
         },
     }
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The SPIRE tier is heavy: it runs only when a ``-m`` expression names it.
+
+    ``pytest -m spire`` (or ``.ci/run``) runs it; the README's test command
+    and ``pytest -m "not network"`` leave it out, reported as deselected.
+    """
+    if "spire" in (config.option.markexpr or ""):
+        return
+    kept = [item for item in items if item.get_closest_marker("spire") is None]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+        items[:] = kept

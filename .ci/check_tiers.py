@@ -1,0 +1,44 @@
+"""Fail when a real-peer tier ran no test or skipped one (called by .ci/run where Go exists).
+
+Usage: check_tiers.py DEFAULT_JUNIT_XML [SPIRE_JUNIT_XML]
+
+- the default run: the go-spiffe tier is every test case from a
+  ``test_peers_*`` module of ``tests/peers``;
+- the SPIRE run (``pytest -m spire``): every test case it ran.
+"""
+
+from __future__ import annotations
+
+import sys
+import xml.etree.ElementTree as ET
+
+
+def cases(path: str) -> list[ET.Element]:
+    return list(ET.parse(path).getroot().iter("testcase"))
+
+
+def check(tier: str, selected: list[ET.Element]) -> list[str]:
+    skipped = [c for c in selected if c.find("skipped") is not None]
+    print(f"{tier}: {len(selected)} tests, {len(skipped)} skipped")
+    problems = []
+    if not selected:
+        problems.append(f"{tier}: no test ran")
+    for case in skipped:
+        reason = case.find("skipped")
+        message = reason.get("message", "") if reason is not None else ""
+        problems.append(f"{tier}: {case.get('classname')}::{case.get('name')} skipped: {message}")
+    return problems
+
+
+def main(default_xml: str, spire_xml: str | None = None) -> int:
+    go_spiffe = [c for c in cases(default_xml) if ".test_peers_" in (c.get("classname") or "")]
+    problems = check("go-spiffe tier", go_spiffe)
+    if spire_xml is not None:
+        problems += check("SPIRE tier", cases(spire_xml))
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:]))
