@@ -15,6 +15,7 @@ from __future__ import annotations
 __all__ = [
     "AlgorithmError",
     "AudienceError",
+    "BundleFetchError",
     "ClaimsError",
     "ConfigurationError",
     "ExpiredTokenError",
@@ -51,6 +52,15 @@ class InvalidBundleError(SpiffileError):
     """A bundle document cannot be used at all (not one malformed entry: those are skipped)."""
 
     code = "invalid_bundle"
+
+
+class BundleFetchError(SpiffileError):
+    """A bundle endpoint could not be fetched (transport, TLS, HTTP status, size, rollback).
+
+    The destination file, if any, is left as it was (SPIFFE Federation §5).
+    """
+
+    code = "bundle_fetch"
 
 
 class InvalidKeyError(SpiffileError):

@@ -258,9 +258,10 @@ class PeerServer:
 
     def close(self) -> str:
         """Stop the server (EOF on stdin, then SIGKILL after 10 s); everything it printed after."""
-        if self._proc.stdin and not self._proc.stdin.closed:
-            self._proc.stdin.close()
+        if self._proc.returncode is not None:
+            return ""
         try:
+            # communicate() closes stdin (the stop signal), then collects the output.
             out, _ = self._proc.communicate(timeout=10)
         except subprocess.TimeoutExpired:
             self._proc.kill()

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import click
 
-from spiffile.cli import producer, workload
+from spiffile.cli import endpoint, producer, workload
 from spiffile.cli._options import (
     Seconds,
     SpiffileGroup,
@@ -68,7 +68,7 @@ def cli() -> None:
     """
 
 
-for _command in (*workload.COMMANDS, *producer.COMMANDS):
+for _command in (*workload.COMMANDS, *producer.COMMANDS, *endpoint.COMMANDS):
     cli.add_command(_command)
 
 
