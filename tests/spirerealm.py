@@ -43,6 +43,14 @@ def _free_port() -> int:
         return port
 
 
+def _listening(port: int) -> bool | None:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    except OSError:
+        return None
+    return True
+
+
 class SpireDeployment:
     """A running SPIRE server and agent; use as a context manager.
 
@@ -56,11 +64,18 @@ class SpireDeployment:
         trust_domain: str = "spire.test",
         workload_path: str = "/workload",
         jwt_key_type: str = "ec-p256",
+        bundle_endpoint: tuple[Path, Path] | None = None,
     ) -> None:
         self.bin_dir = bin_dir
         self.trust_domain = trust_domain
         self.workload_id = f"spiffe://{trust_domain}{workload_path}"
         self.jwt_key_type = jwt_key_type
+        # (certificate chain, key) for the server's https_web bundle endpoint, if wanted.
+        self._bundle_endpoint = bundle_endpoint
+        #: The bundle endpoint's URL once started (https_web, SPIFFE Federation §5).
+        self.bundle_endpoint_url: str | None = None
+        #: The refresh hint the bundle endpoint advertises, seconds.
+        self.refresh_hint = 60
         # Unix socket paths must stay under 108 bytes: a short directory in /tmp.
         self.base = Path(tempfile.mkdtemp(prefix="spire-"))
         self.server_socket = self.base / "server.sock"
@@ -130,6 +145,26 @@ class SpireDeployment:
     def _start(self) -> None:
         port = _free_port()
         data = self.base / "server-data"
+        federation = ""
+        if self._bundle_endpoint is not None:
+            endpoint_port = _free_port()
+            cert, key = self._bundle_endpoint
+            federation = f"""
+  federation {{
+    bundle_endpoint {{
+      address = "127.0.0.1"
+      port = {endpoint_port}
+      refresh_hint = "{self.refresh_hint}s"
+      profile "https_web" {{
+        serving_cert_file {{
+          cert_file_path = "{cert}"
+          key_file_path = "{key}"
+          file_sync_interval = "1h"
+        }}
+      }}
+    }}
+  }}"""
+            self.bundle_endpoint_url = f"https://127.0.0.1:{endpoint_port}/"
         (self.base / "server.conf").write_text(
             f"""
 server {{
@@ -139,7 +174,7 @@ server {{
   trust_domain = "{self.trust_domain}"
   data_dir = "{data}"
   log_level = "INFO"
-  jwt_key_type = "{self.jwt_key_type}"
+  jwt_key_type = "{self.jwt_key_type}"{federation}
 }}
 plugins {{
   DataStore "sql" {{
@@ -162,6 +197,8 @@ plugins {{
             "spire-server healthy",
             lambda: True if self.server("healthcheck", check=False).returncode == 0 else None,
         )
+        if self.bundle_endpoint_url is not None:
+            self._wait("bundle endpoint listening", lambda: _listening(endpoint_port))
         (self.base / "bootstrap.pem").write_text(self.server("bundle", "show", "-format", "pem"))
         token = json.loads(self.server("token", "generate", "-output", "json"))["value"]
         self.server(

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 from peerbuild import require_peer, run_peer
 from spirerealm import SpireDeployment
 
@@ -42,6 +43,28 @@ ALGORITHMS = {"ec-p256": "ES256", "rsa-2048": "RS256"}
 def spire(request: pytest.FixtureRequest) -> Iterator[SpireDeployment]:
     bin_dir = require_peer("spire").parent
     with SpireDeployment(bin_dir, jwt_key_type=request.param) as deployment:
+        yield deployment
+
+
+@pytest.fixture(scope="module")
+def tls_ca(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """A test CA and a 127.0.0.1 certificate for SPIRE's https_web bundle endpoint."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    base = tmp_path_factory.mktemp("tls")
+    ca_file, chain, key = base / "ca.pem", base / "endpoint.pem", base / "endpoint.key"
+    ca.cert_pem.write_to_path(str(ca_file))
+    chain.write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+    cert.private_key_pem.write_to_path(str(key))
+    return ca_file, chain, key
+
+
+@pytest.fixture(scope="module")
+def spire_endpoint(tls_ca: tuple[Path, Path, Path]) -> Iterator[SpireDeployment]:
+    """A SPIRE server that also serves its bundle endpoint (https_web, a serving cert file)."""
+    bin_dir = require_peer("spire").parent
+    _, chain, key = tls_ca
+    with SpireDeployment(bin_dir, bundle_endpoint=(chain, key)) as deployment:
         yield deployment
 
 
@@ -178,14 +201,6 @@ def test_spiffile_without_trust_for_spire_refuses_its_token(
 
 # --- through the SPIFFE-bundle trust path ------------------------------------------------------
 
-#: The SPIFFE-bundle trust path (``spiffile verify --trust-dir``, ``SPIFFILE_TRUST_DIR``,
-#: ``Identity.from_spiffe_helper``) is landing from another branch; these tests are written
-#: against its documented interface and must start passing the day it lands.
-needs_trust_path = pytest.mark.xfail(
-    reason="SPIFFE-bundle trust path (--trust-dir, SPIFFILE_TRUST_DIR) not on main yet",
-    strict=True,
-)
-
 
 def trust_dir(base: Path, documents: dict[str, bytes]) -> Path:
     """A federation directory: one ``<trust-domain>.json`` per trust domain."""
@@ -220,7 +235,6 @@ def cli_verify(
     )
 
 
-@needs_trust_path
 @pytest.mark.parametrize("source", ["bundle-show-spiffe", "agent-jwks"])
 def test_cli_verifies_a_spire_token_with_a_trust_dir(
     spire: SpireDeployment, tmp_path: Path, source: str
@@ -237,7 +251,6 @@ def test_cli_verifies_a_spire_token_with_a_trust_dir(
     assert result["claims"]["aud"] == [ORDERS]
 
 
-@needs_trust_path
 def test_cli_refuses_a_tampered_spire_token(spire: SpireDeployment, tmp_path: Path) -> None:
     token, _ = spire.fetch_jwt(ORDERS)
     directory = trust_dir(tmp_path / "trust", {spire.trust_domain: spire.bundle_spiffe()})
@@ -249,7 +262,6 @@ def test_cli_refuses_a_tampered_spire_token(spire: SpireDeployment, tmp_path: Pa
     assert "Traceback" not in done.stderr
 
 
-@needs_trust_path
 def test_cli_refuses_a_spire_token_for_another_audience(
     spire: SpireDeployment, tmp_path: Path
 ) -> None:
@@ -260,7 +272,6 @@ def test_cli_refuses_a_spire_token_for_another_audience(
     assert cli_verify(directory, f"spiffe://{SPIFFILE_TD}/billing", token, at).returncode == 1
 
 
-@needs_trust_path
 def test_cli_refuses_a_spire_token_after_it_expired(spire: SpireDeployment, tmp_path: Path) -> None:
     token, _ = spire.fetch_jwt(ORDERS)
     directory = trust_dir(tmp_path / "trust", {spire.trust_domain: spire.bundle_spiffe()})
@@ -293,7 +304,6 @@ jwt_svids = [{{jwt_audience = "{audience}", jwt_svid_file_name = "orders.token"}
     return config
 
 
-@needs_trust_path
 def test_live_mixed_fleet(spire: SpireDeployment, root: Root, tmp_path: Path) -> None:
     """A spiffile service and a SPIRE-identity service verify each other's tokens.
 
@@ -326,3 +336,51 @@ def test_live_mixed_fleet(spire: SpireDeployment, root: Root, tmp_path: Path) ->
             orders.verify(tampered(workload.token(ORDERS)))
         with pytest.raises(InvalidTokenError):
             workload.verify(orders.token(f"spiffe://{SPIFFILE_TD}/billing"))
+
+
+# --- SPIRE's own bundle endpoint ---------------------------------------------------------------
+
+
+def test_cli_fetches_spires_bundle_endpoint_and_verifies_its_token(
+    spire_endpoint: SpireDeployment, tls_ca: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """SPIRE serves its bundle (https_web); spiffile fetches it and verifies SPIRE's tokens."""
+    assert spire_endpoint.bundle_endpoint_url is not None
+    trust = tmp_path / "trust"
+    trust.mkdir()
+    out = trust / f"{spire_endpoint.trust_domain}.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "spiffile", "bundle", "fetch", spire_endpoint.bundle_endpoint_url,
+         "--trust-domain", spire_endpoint.trust_domain, "--out", str(out),
+         "--ca-file", str(tls_ca[0]), "--json"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["refresh_hint"] == spire_endpoint.refresh_hint
+    assert isinstance(result["sequence"], int)
+    document = json.loads(out.read_bytes())
+    assert {key["use"] for key in document["keys"]} == {"x509-svid", "jwt-svid"}
+
+    token, _ = spire_endpoint.fetch_jwt(ORDERS)
+    done = cli_verify(trust, ORDERS, token, segments(token)[1]["iat"])
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["id"] == spire_endpoint.workload_id
+
+
+def test_sync_keeps_spires_bundle_and_the_last_good_copy(
+    spire_endpoint: SpireDeployment, tls_ca: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    from spiffile.endpoint import BundleSync, Endpoint
+
+    assert spire_endpoint.bundle_endpoint_url is not None
+    td = spire_endpoint.trust_domain
+    good = Endpoint(td, spire_endpoint.bundle_endpoint_url, str(tmp_path / f"{td}.json"))
+    syncer = BundleSync([good], ca_file=tls_ca[0])
+    assert syncer.sync_all()
+    kept = (tmp_path / f"{td}.json").read_bytes()
+    # The same endpoint under a CA that does not vouch for it: refused, file kept.
+    other = trustme.CA()
+    other.cert_pem.write_to_path(str(tmp_path / "other.pem"))
+    assert not BundleSync([good], ca_file=tmp_path / "other.pem").sync_all()
+    assert (tmp_path / f"{td}.json").read_bytes() == kept
