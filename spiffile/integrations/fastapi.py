@@ -38,8 +38,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Final
 
-from fastapi import HTTPException, Request, Security
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+try:
+    from fastapi import HTTPException, Request, Security
+    from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+except ImportError as exc:  # pragma: no cover - exercised in a child without the extra
+    raise ImportError(
+        f"spiffile.integrations.fastapi needs FastAPI: pip install 'spiffile[fastapi]' ({exc})",
+        name=exc.name,
+    ) from exc
 
 from spiffile import authorize
 from spiffile.caller import Caller

@@ -34,7 +34,13 @@ import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
 
-from flask import Flask, Response, current_app, g, request
+try:
+    from flask import Flask, Response, current_app, g, request
+except ImportError as exc:  # pragma: no cover - exercised in a child without the extra
+    raise ImportError(
+        f"spiffile.integrations.flask needs Flask: pip install 'spiffile[flask]' ({exc})",
+        name=exc.name,
+    ) from exc
 
 from spiffile import authorize
 from spiffile.caller import Caller
