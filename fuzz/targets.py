@@ -109,7 +109,7 @@ def _strict_object(data: bytes) -> dict[str, Any] | None:
 
 
 def _check_time_claims(claims: dict[str, Any]) -> None:
-    """What JWT-SVID §3 and PROFILE.md §6 demand of an accepted token's dates."""
+    """What JWT-SVID §3 and PROFILE.md §6.2 demand of an accepted token's dates."""
     expires = claims.get("exp")
     if type(expires) is not int:
         raise Finding(f"accepted a token whose exp is {type(expires).__name__}")
@@ -258,7 +258,7 @@ def check_bundle(data: bytes) -> None:
         try:
             keys = bundle.keys_for(spiffe_id)
         except UnknownIdentityError:
-            continue  # A malformed entry is skipped (profile: bundle document).
+            continue  # A malformed entry is skipped (PROFILE.md §4.3).
         if not keys:
             raise Finding(f"{str(spiffe_id)!r} is listed with no usable key")
         bound[str(spiffe_id)] = _key_facts(keys)

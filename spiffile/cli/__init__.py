@@ -95,37 +95,97 @@ class _ExecCommand(click.Command):
 @click.option(
     "--signal",
     "signal_name",
-    default="HUP",
+    default="auto",
     show_default=True,
-    help="Signal sent to CMD when the identity files change.",
+    metavar="auto|none|SIG",
+    help="What CMD is told when its identity changes: auto = SIGHUP only if CMD handles "
+    "SIGHUP; none = nothing (CMD reads its files itself); SIG = always send SIG.",
+)
+@click.option(
+    "--restart",
+    is_flag=True,
+    help="Restart CMD when it exits unexpectedly (non-zero or killed), with back-off; "
+    "and, unless --signal is given, when its identity changes.",
+)
+@click.option(
+    "--max-restarts",
+    type=click.IntRange(min=0),
+    default=5,
+    show_default=True,
+    help="With --restart: unexpected exits in a row before giving up "
+    "(a CMD that ran 60 s starts the count again).",
+)
+@click.option(
+    "--backoff",
+    type=Seconds(maximum=3600),
+    default=1.0,
+    show_default=True,
+    help="With --restart: seconds before the first restart; doubles each time, up to 30.",
+)
+@click.option(
+    "--stop-timeout",
+    type=Seconds(maximum=3600),
+    default=10.0,
+    show_default=True,
+    help="Seconds CMD gets to exit after SIGTERM before SIGKILL, when it is restarted.",
 )
 @click.option(
     "--settle",
     type=Seconds(maximum=3600),
     default=0.5,
     show_default=True,
-    help="Seconds without further change before signalling.",
+    help="Seconds without further change before CMD is told.",
 )
 @click.pass_context
 def exec_(
-    ctx: click.Context, root: Path | None, name: str | None, signal_name: str, settle: float
+    ctx: click.Context,
+    root: Path | None,
+    name: str | None,
+    signal_name: str,
+    restart: bool,
+    max_restarts: int,
+    backoff: float,
+    stop_timeout: float,
+    settle: float,
 ) -> None:
-    """Run CMD with an identity; signal it when the files change.
+    """Run CMD with an identity and keep it alive through rotations.
 
     \b
     spiffile exec --root ./identity orders -- python app.py
-    spiffile exec -- ./server          (identity from the SPIFFILE_* env)
+    spiffile exec --signal HUP -- gunicorn app:app    (identity from the SPIFFILE_* env)
+    spiffile exec --restart --root ./identity orders -- ./server
 
     With NAME, CMD gets the service's environment from the root; without,
-    the current SPIFFILE_* environment is passed through.  SIGINT and SIGTERM
-    are forwarded; the exit status is CMD's (128+N if killed by signal N).
+    the current SPIFFILE_* environment is passed through.
+
+    CMD is told of a change only when its own ID or key changed, or the
+    bundle's content did (not a rewrite that only renumbers it), once the
+    files have settled.  The default, auto, sends SIGHUP only to a CMD that
+    has a SIGHUP handler (gunicorn, nginx): most programs, uvicorn included,
+    die of an unhandled SIGHUP, so they are left running and read the new
+    files themselves (as programs built on spiffile do) or need --restart.
+
+    SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent to exec are
+    forwarded to CMD; after SIGINT, SIGTERM or SIGQUIT it is not restarted.
+    On Linux CMD dies with exec, even when exec is killed with SIGKILL.
+    The exit status is CMD's (128+N if it was killed by signal N).
     """
     from spiffile.cli import exec as runner
 
     command = ctx.meta.get("spiffile.exec.command")
     if not command:
         raise click.UsageError("missing command: spiffile exec [--root R NAME] -- CMD [ARGS...]")
-    reload_signal = runner.parse_signal(signal_name)
+    choice = signal_name.strip().lower()
+    on_change: runner.OnChange
+    reload_signal = runner.parse_signal("HUP")
+    if choice in ("auto", "none"):
+        on_change = "auto" if choice == "auto" else "none"
+    else:
+        on_change = "signal"
+        reload_signal = runner.parse_signal(signal_name)
+    explicit = ctx.get_parameter_source("signal_name") == click.core.ParameterSource.COMMANDLINE
+    if restart and not explicit:
+        on_change = "restart"
     environment = dict(os.environ)
     if name is not None:
         from spiffile.provision import service_env
@@ -144,15 +204,20 @@ def exec_(
             command,
             environment,
             files,
+            on_change=on_change,
             reload_signal=reload_signal,
+            restart_on_exit=restart,
+            max_restarts=max_restarts,
+            backoff=backoff,
+            stop_timeout=stop_timeout,
             settle=settle,
             log=lambda message: click.echo(message, err=True),
         )
     except FileNotFoundError:
-        click.echo(f"Error: command not found: {command[0]}", err=True)
+        click.echo(f"Error: command not found: {command[0]!r}", err=True)
         ctx.exit(127)
     except PermissionError:
-        click.echo(f"Error: permission denied: {command[0]}", err=True)
+        click.echo(f"Error: permission denied: {command[0]!r}", err=True)
         ctx.exit(126)
     ctx.exit(status)
 
