@@ -48,6 +48,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a child without th
 
 from spiffile import authorize
 from spiffile.caller import Caller
+from spiffile.integrations._audience import resolve_name
 from spiffile.integrations._bearer import Rejection, admit, parse_audience
 from spiffile.integrations._rules import Rules
 from spiffile.spiffe_id import SpiffeId
@@ -99,14 +100,14 @@ class _TokenPlugin(grpc.AuthMetadataPlugin):
 def client_credentials(
     identity: Identity, audience: str | SpiffeId, *, ttl: int = DEFAULT_TTL
 ) -> grpc.CallCredentials:
-    """Call credentials that prove *identity* to *audience* (the server's SPIFFE ID).
+    """Call credentials that prove *identity* to *audience* (the server's SPIFFE ID or bare name).
 
     Compose them with channel credentials
     (:func:`grpc.composite_channel_credentials`).  A rotated key is used
     from the next call on; the audience is checked now, so a typo fails here.
     """
     return grpc.metadata_call_credentials(
-        _TokenPlugin(identity, _required_audience(audience), ttl), name="spiffile"
+        _TokenPlugin(identity, _required_audience(identity, audience), ttl), name="spiffile"
     )
 
 
@@ -114,15 +115,13 @@ def call_metadata(
     identity: Identity, audience: str | SpiffeId, *, ttl: int = DEFAULT_TTL
 ) -> tuple[tuple[str, str], ...]:
     """Per-call metadata carrying a token, for channels that take no call credentials."""
-    token = identity.token(_required_audience(audience), ttl=ttl)
+    token = identity.token(_required_audience(identity, audience), ttl=ttl)
     return (("authorization", f"Bearer {token}"),)
 
 
-def _required_audience(audience: str | SpiffeId) -> str:
-    checked = parse_audience(audience)
-    if checked is None:
-        raise TypeError("audience is required: the server's SPIFFE ID")
-    return checked
+def _required_audience(identity: Identity, audience: str | SpiffeId) -> str:
+    """The server's SPIFFE ID; a bare name is that name in the caller's trust domain."""
+    return resolve_name(audience, identity.id.trust_domain)
 
 
 # -- server ----------------------------------------------------------------------------------

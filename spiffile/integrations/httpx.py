@@ -10,9 +10,17 @@ now: a rotated key is picked up by a long-lived client without a restart.
 One class serves ``httpx.Client`` and ``httpx.AsyncClient``; minting is
 CPU-only work of microseconds, so it runs inline on the event loop.
 
-A token names one receiver (its ``aud``), so use one auth object per
-receiving service.  httpx drops the ``Authorization`` header when a redirect
-leaves the origin, so the token does not follow a redirect elsewhere.
+A token names one receiver (its ``aud``).  For a client that calls several
+services, give a resolver instead of one ID: a mapping keyed by origin,
+``host:port`` or ``host``, or a callable ``url -> SPIFFE ID``; bare names are
+IDs in the caller's trust domain::
+
+    auth = SpiffileAuth(identity, {"billing:8000": "billing", "inventory:8001": "inventory"})
+
+A request to a destination the resolver does not know raises
+:class:`~spiffile.errors.ConfigurationError` before it is sent.  httpx
+drops the ``Authorization`` header when a redirect leaves the origin, so the
+token does not follow a redirect elsewhere.
 """
 
 from __future__ import annotations
@@ -22,8 +30,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from spiffile.integrations._bearer import parse_audience
-from spiffile.spiffe_id import SpiffeId
+from spiffile.integrations._audience import Audience, AudienceResolver
 from spiffile.svid import DEFAULT_TTL
 
 if TYPE_CHECKING:
@@ -35,18 +42,18 @@ __all__ = ["SpiffileAuth"]
 class SpiffileAuth(httpx.Auth):
     """Sets ``Authorization: Bearer <JWT-SVID for audience>`` on each request."""
 
-    def __init__(self, identity: Identity, audience: str | SpiffeId, *, ttl: int = DEFAULT_TTL):
-        checked = parse_audience(audience)
-        if checked is None:
-            raise TypeError("audience is required: the receiver's SPIFFE ID")
+    def __init__(self, identity: Identity, audience: Audience, *, ttl: int = DEFAULT_TTL):
+        """*audience*: the receiver's SPIFFE ID or bare name, or a resolver (see below)."""
         self.identity = identity
-        self.audience = checked
+        self.resolver = AudienceResolver(audience, identity.id.trust_domain)
+        #: The one audience when it is fixed, else None.
+        self.audience = self.resolver.fixed
         self.ttl = ttl
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        token = self.identity.token(self.audience, ttl=self.ttl)
+        token = self.identity.token(self.resolver(str(request.url)), ttl=self.ttl)
         request.headers["Authorization"] = f"Bearer {token}"
         yield request
 
     def __repr__(self) -> str:
-        return f"SpiffileAuth({self.identity!r}, {self.audience!r})"
+        return f"SpiffileAuth({self.identity!r}, {self.resolver!r})"

@@ -277,7 +277,9 @@ def test_configuration_is_checked_when_built(realm: Realm) -> None:
     with pytest.raises(ValueError):
         aio_server_interceptor(realm.billing, rules={"demo.Billing/Refund": ["ops"]})
     with pytest.raises(InvalidSpiffeIdError):
-        client_credentials(realm.orders, "billing")
+        client_credentials(realm.orders, "billing/")
+    with pytest.raises(InvalidSpiffeIdError):
+        call_metadata(realm.orders, "Spiffe://example.org/billing")
 
 
 def test_current_caller_outside_an_rpc_fails_closed() -> None:
