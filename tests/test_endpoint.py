@@ -295,3 +295,27 @@ def test_cli_serve_help_states_the_receivers_sub_check() -> None:
     text = " ".join(done.stdout.split())
     assert "THE RECEIVER MUST CHECK `sub`" in text
     assert "no domain-wide document" in text
+
+
+def test_cli_serve_publishes_and_stops_on_sigterm(
+    root: Root, tls_files: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    ca_file, chain, key = tls_files
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spiffile", "bundle", "serve", "--root", str(root.path),
+         "--cert", str(chain), "--key", str(key), "--port", "0", "--refresh-hint", "30"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()  # "serving https://127.0.0.1:PORT/<service path> ..."
+        url = line.split()[1].removesuffix("<service")
+        assert url.startswith("https://127.0.0.1:"), line
+        result = fetch_bundle(url + "orders", TD, ca_file=ca_file)
+        assert result.refresh_hint == 30
+        with pytest.raises(BundleFetchError, match="HTTP 404"):
+            fetch_bundle(url, TD, ca_file=ca_file)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
