@@ -27,9 +27,13 @@ if TYPE_CHECKING:  # The same names as _LAZY (tests/test_public_api.py holds the
     from spiffile.bundle import spiffe_jwt_bundle as spiffe_jwt_bundle
     from spiffile.caller import Caller as Caller
     from spiffile.caller import TrustKind as TrustKind
+    from spiffile.changes import Change as Change
+    from spiffile.changes import ChangeKind as ChangeKind
     from spiffile.identity import Configured as Configured
     from spiffile.identity import Identity as Identity
     from spiffile.identity import IdentityStatus as IdentityStatus
+    from spiffile.metrics import MetricsRecorder as MetricsRecorder
+    from spiffile.replay import ReplayCache as ReplayCache
     from spiffile.trust import TrustSet as TrustSet
 
 #: Public names imported on first use, and the module each comes from.
@@ -40,9 +44,13 @@ _LAZY = {
     "spiffe_jwt_bundle": "spiffile.bundle",
     "Caller": "spiffile.caller",
     "TrustKind": "spiffile.caller",
+    "Change": "spiffile.changes",
+    "ChangeKind": "spiffile.changes",
     "Configured": "spiffile.identity",
     "Identity": "spiffile.identity",
     "IdentityStatus": "spiffile.identity",
+    "MetricsRecorder": "spiffile.metrics",
+    "ReplayCache": "spiffile.replay",
     "TrustSet": "spiffile.trust",
 }
 

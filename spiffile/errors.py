@@ -12,6 +12,8 @@ as in the standard library.
 
 from __future__ import annotations
 
+from typing import Final
+
 __all__ = [
     "AlgorithmError",
     "AudienceError",
@@ -28,6 +30,8 @@ __all__ = [
     "MalformedTokenError",
     "NotYetValidError",
     "ProvisionError",
+    "ReplayCacheFullError",
+    "ReplayedTokenError",
     "SignatureError",
     "SpiffileError",
     "TokenTooLargeError",
@@ -69,7 +73,95 @@ class InvalidKeyError(SpiffileError):
     code = "invalid_key"
 
 
-class UnknownIdentityError(SpiffileError):
+#: Longest text of a token's claim kept on an error (before repr()).
+_MAX_FIELD: Final = 200
+
+
+def _ago(moment: int, now: float) -> str:
+    delta = now - moment
+    return f"{delta:.0f} s ago" if delta >= 0 else f"in {-delta:.0f} s"
+
+
+class TokenContext:
+    """Safe, structured facts about a rejected token, for the verifier's own logs.
+
+    ``svid.verify`` fills these in on every :class:`InvalidTokenError` and
+    :class:`UnknownIdentityError` it raises, from whatever part of the token
+    it could read.  They are what PROFILE.md §10 lets a log hold: SPIFFE IDs,
+    ``kid`` values and times, each string cut to 200 characters; never the
+    token, its signature or a key.  Everything read from the token is what
+    it *claims*: an attacker chooses it, so :meth:`explain` shows strings
+    through ``repr()``.  The answer to the remote caller stays coarse.
+    """
+
+    #: The token's ``sub`` as claimed (unverified unless the error is not about the signature).
+    subject: str | None = None
+    #: The header's ``kid``.
+    kid: str | None = None
+    #: The token's ``aud`` (a JSON array is shown as its JSON text).
+    audience: str | None = None
+    #: The audience the verifier expected.
+    expected_audience: str | None = None
+    #: The token's ``exp``, ``iat`` and ``nbf`` (NumericDates), when integers.
+    expires: int | None = None
+    issued_at: int | None = None
+    not_before: int | None = None
+    #: The verifier's time, leeway and lifetime cap (seconds).
+    now: float | None = None
+    leeway: float | None = None
+    max_lifetime: float | None = None
+
+    _FIELDS: Final = (
+        "subject",
+        "kid",
+        "audience",
+        "expected_audience",
+        "expires",
+        "issued_at",
+        "not_before",
+        "now",
+        "leeway",
+        "max_lifetime",
+    )
+
+    def details(self) -> dict[str, str | int | float]:
+        """The fields that are known, by name (for structured logging)."""
+        out: dict[str, str | int | float] = {}
+        for name in self._FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        return out
+
+    def explain(self) -> str:
+        """One log-safe line: the claimed ``sub``, ``kid``, audiences and times against now."""
+        parts: list[str] = []
+        if self.subject is not None:
+            parts.append(f"sub={self.subject!r}")
+        if self.kid is not None:
+            parts.append(f"kid={self.kid!r}")
+        if self.audience is not None:
+            parts.append(f"aud={self.audience!r}")
+        if self.expected_audience is not None:
+            parts.append(f"expected aud={self.expected_audience!r}")
+        now = self.now
+        for name, value in (
+            ("exp", self.expires),
+            ("iat", self.issued_at),
+            ("nbf", self.not_before),
+        ):
+            if value is not None:
+                parts.append(f"{name}={value}" + ("" if now is None else f" ({_ago(value, now)})"))
+        if now is not None:
+            parts.append(f"now={now:.0f}")
+        if self.leeway is not None:
+            parts.append(f"leeway={self.leeway:g} s")
+        if self.max_lifetime is not None and getattr(self, "code", None) == "lifetime":
+            parts.append(f"max_lifetime={self.max_lifetime:g} s")
+        return " ".join(parts)
+
+
+class UnknownIdentityError(TokenContext, SpiffileError):
     """A well-formed SPIFFE ID has no entry in the current bundle.
 
     Kept distinct from :class:`InvalidTokenError` (PROFILE.md §6.1 step 2):
@@ -80,7 +172,7 @@ class UnknownIdentityError(SpiffileError):
     code = "unknown_identity"
 
 
-class InvalidTokenError(SpiffileError):
+class InvalidTokenError(TokenContext, SpiffileError):
     """A token was rejected.  Subclasses say why; ``code`` names the reason."""
 
     code = "invalid_token"
@@ -144,6 +236,18 @@ class LifetimeError(InvalidTokenError):
     """The token stays valid longer than the verifier's lifetime cap allows."""
 
     code = "lifetime"
+
+
+class ReplayedTokenError(InvalidTokenError):
+    """A one-time token came again (:class:`spiffile.replay.ReplayCache`, PROFILE.md §10)."""
+
+    code = "replayed"
+
+
+class ReplayCacheFullError(InvalidTokenError):
+    """The replay cache holds its maximum of unexpired tokens: new ones are refused."""
+
+    code = "replay_cache_full"
 
 
 class TokenUnavailableError(SpiffileError):

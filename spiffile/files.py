@@ -705,9 +705,20 @@ class Watcher:
     because an atomic replace swaps the file's inode.
     """
 
-    def __init__(self, views: Iterable[FileView[object]], *, debounce_ms: int = 50) -> None:
-        """Start a daemon thread watching *views*; stop it with :meth:`close`."""
+    def __init__(
+        self,
+        views: Iterable[FileView[object]],
+        *,
+        debounce_ms: int = 50,
+        on_refresh: Callable[[], None] | None = None,
+    ) -> None:
+        """Start a daemon thread watching *views*; stop it with :meth:`close`.
+
+        *on_refresh* is called after each batch of refreshes (change
+        notifications); an exception from it is logged, not raised.
+        """
         self._views = list(views)
+        self._on_refresh = on_refresh
         self._stop = threading.Event()
         self._debounce_ms = debounce_ms
         self._thread = threading.Thread(target=self._run, name="spiffile-watcher", daemon=True)
@@ -736,6 +747,11 @@ class Watcher:
             ):
                 for view in self._views:
                     view.refresh()
+                if self._on_refresh is not None:
+                    try:
+                        self._on_refresh()
+                    except Exception:
+                        _log.exception("spiffile: a change notification failed")
         except (OSError, UnicodeError, RuntimeError) as exc:
             # Push reload is an optimisation: every get() still checks the
             # file, so losing the watch (a path watchfiles cannot encode, a

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import os
+import secrets
 import threading
 import time
 from collections import OrderedDict
@@ -34,10 +35,14 @@ from spiffile.errors import (
 )
 from spiffile.files import FileStatus, FileView, Watcher, read_file
 from spiffile.keys import kid_for, load_private_key_pem
+from spiffile.metrics import NO_METRICS, VERIFIED, MetricsRecorder
 from spiffile.spiffe_id import SpiffeId
 from spiffile.trust import TrustDocument, TrustSource
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator
+
+    from spiffile.changes import Change, ChangeFeed
     from spiffile.federation import TrustDirectory
 
 __all__ = [
@@ -139,6 +144,36 @@ class IdentityStatus:
     #: affects callers from that trust domain.
     trust: Mapping[str, FileStatus] = field(default_factory=dict)
 
+    def as_dict(self, *, detail: bool = True) -> dict[str, Any]:
+        """A JSON-ready form, for health endpoints and logs (no key material, no token).
+
+        With ``detail=False`` file paths and error messages are left out:
+        what an endpoint open to anyone may show.
+        """
+
+        def file(status: FileStatus) -> dict[str, Any]:
+            out: dict[str, Any] = {
+                "healthy": status.healthy,
+                "reloads": status.reloads,
+                "failures": status.failures,
+                "loaded_at": status.loaded_at,
+            }
+            if detail:
+                out["path"] = status.path
+                out["error"] = status.error
+            return out
+
+        return {
+            "id": str(self.id),
+            "healthy": self.healthy,
+            "kid": self.kid,
+            "key_bound": self.key_bound,
+            "bundle_sequence": self.bundle_sequence,
+            "key": file(self.key),
+            "bundle": file(self.bundle),
+            "trust": {domain: file(status) for domain, status in self.trust.items()},
+        }
+
 
 class _FederatedTrust:
     """The identity's own bundle for its trust domain, the trust directory for the others."""
@@ -159,6 +194,10 @@ class _FederatedTrust:
 class Identity:
     """A workload's identity: its SPIFFE ID, its signing key and the trust bundle."""
 
+    # Class-level defaults, so that subclasses with their own __init__ have them.
+    _metrics: MetricsRecorder = NO_METRICS
+    _feed: ChangeFeed | None = None
+
     def __init__(
         self,
         id_file: str | os.PathLike[str],
@@ -170,13 +209,15 @@ class Identity:
         token_cache_size: int = 128,
         clock: Callable[[], float] = time.time,
         trust_dir: str | os.PathLike[str] | TrustDirectory | None = None,
+        metrics: MetricsRecorder | None = None,
     ) -> None:
         """Load the three files; raise a :class:`SpiffileError` if any is unusable now.
 
         *trust_dir* adds federation: a directory of ``<trust-domain>.json``
         trust documents (or a :class:`~spiffile.federation.TrustDirectory`)
         consulted for callers of every trust domain but this identity's own,
-        which its bundle serves.
+        which its bundle serves.  *metrics* receives what the identity does
+        (:mod:`spiffile.metrics`).
         """
         try:
             raw_id = read_file(id_file, limit=_MAX_ID_FILE_BYTES)
@@ -226,6 +267,8 @@ class Identity:
             self._federated = _FederatedTrust(
                 self._id.trust_domain, self._bundle_view, self._trust_dir
             )
+        if metrics is not None:
+            self.metrics = metrics
 
     # -- construction ------------------------------------------------------------
 
@@ -316,13 +359,28 @@ class Identity:
         """The federated trust documents (``SPIFFILE_TRUST_DIR``), if any."""
         return self._trust_dir
 
-    def token(self, audience: str | SpiffeId, ttl: int = svid.DEFAULT_TTL) -> str:
+    def token(
+        self,
+        audience: str | SpiffeId,
+        ttl: int = svid.DEFAULT_TTL,
+        *,
+        claims: Mapping[str, Any] | None = None,
+        jti: bool = False,
+    ) -> str:
         """A JWT-SVID proving this identity to *audience* (the receiver's SPIFFE ID).
 
         Served from a bounded per-audience cache while more than half of the
         token's lifetime remains; a rotated key invalidates cached tokens.
         A *ttl* above the identity's ``max_lifetime`` is refused.
+
+        *claims* adds claims to the token; it may never set ``sub``, ``aud``,
+        ``exp`` or ``iat`` (``ValueError``).  ``jti=True`` adds a fresh random
+        ``jti`` (128 bits) for a receiver that accepts each token once
+        (:class:`spiffile.replay.ReplayCache`, PROFILE.md §10).  Such tokens
+        are minted on every call and never cached.
         """
+        if claims or jti:
+            return self._token_with_claims(audience, ttl, claims, jti)
         audience_text = audience if isinstance(audience, str) else str(audience)
         key = self._key_view.get()
         now = self._clock()
@@ -331,6 +389,7 @@ class Identity:
         if cached is not None:
             token, issued, reuse_until, kid = cached
             if kid == key.kid and issued <= now < reuse_until:
+                self._metrics.token_cache_hit()
                 return token
         if type(ttl) is not int or ttl <= 0:
             raise ValueError("ttl must be a positive integer number of seconds")
@@ -346,12 +405,44 @@ class Identity:
             # audience with a cache entry was parsed when it was minted.)
             SpiffeId.parse(audience_text)
         token = svid.mint(key.private_key, key.kid, self._id_text, audience_text, now=now, ttl=ttl)
+        self._metrics.token_minted()
         issued = int(now)
         with self._cache_lock:
             self._cache[cache_key] = (token, issued, issued + ttl * _REUSE_FRACTION, key.kid)
             self._cache.move_to_end(cache_key)
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
+        return token
+
+    def _token_with_claims(
+        self,
+        audience: str | SpiffeId,
+        ttl: int,
+        claims: Mapping[str, Any] | None,
+        jti: bool,
+    ) -> str:
+        """A token with extra claims: never cached, so never shared with the plain one."""
+        extra = dict(claims or {})
+        if jti:
+            if "jti" in extra:
+                raise ValueError("pass either jti=True or a 'jti' claim, not both")
+            extra["jti"] = secrets.token_urlsafe(16)
+        if type(ttl) is not int or ttl <= 0:
+            raise ValueError("ttl must be a positive integer number of seconds")
+        if self._max_lifetime is not None and ttl > self._max_lifetime:
+            raise ValueError(f"ttl {ttl} exceeds the lifetime cap of {self._max_lifetime:g} s")
+        audience_text = str(SpiffeId.parse(audience) if isinstance(audience, str) else audience)
+        key = self._key_view.get()
+        token = svid.mint(
+            key.private_key,
+            key.kid,
+            self._id_text,
+            audience_text,
+            now=self._clock(),
+            ttl=ttl,
+            extra_claims=extra,
+        )
+        self._metrics.token_minted()
         return token
 
     def verify(
@@ -372,15 +463,21 @@ class Identity:
         trust domain is checked against its document in the trust directory.
         """
         lifetime = self._max_lifetime if max_lifetime is Configured.VALUE else max_lifetime
-        return svid.verify(
-            token,
-            self._bundle_view.get() if self._federated is None else self._federated,
-            audience=self._id_text if audience is None else audience,
-            now=self._clock(),
-            leeway=self._leeway if leeway is Configured.VALUE else leeway,
-            max_lifetime=lifetime,
-            issuer=issuer,
-        )
+        try:
+            caller = svid.verify(
+                token,
+                self._bundle_view.get() if self._federated is None else self._federated,
+                audience=self._id_text if audience is None else audience,
+                now=self._clock(),
+                leeway=self._leeway if leeway is Configured.VALUE else leeway,
+                max_lifetime=lifetime,
+                issuer=issuer,
+            )
+        except SpiffileError as exc:
+            self._metrics.verification(exc.code)
+            raise
+        self._metrics.verification(VERIFIED)
+        return caller
 
     def status(self) -> IdentityStatus:
         """Whether the key and bundle on disk are what is being served, and if the key is bound."""
@@ -391,7 +488,7 @@ class Identity:
             bound = any(k.kid == key.kid for k in bundle.keys_for(self._id))
         except SpiffileError:
             bound = False
-        return IdentityStatus(
+        status = IdentityStatus(
             id=self._id,
             kid=key.kid,
             healthy=key_status.healthy and bundle_status.healthy and bound,
@@ -401,13 +498,77 @@ class Identity:
             bundle_sequence=bundle.sequence,
             trust={} if self._trust_dir is None else self._trust_dir.status(),
         )
+        if self._feed is not None:
+            self._feed.observe(status)
+        return status
+
+    # -- metrics and change notifications ---------------------------------------
+
+    @property
+    def metrics(self) -> MetricsRecorder:
+        """The recorder this identity reports to (:mod:`spiffile.metrics`); settable."""
+        return self._metrics
+
+    @metrics.setter
+    def metrics(self, recorder: MetricsRecorder) -> None:
+        self._metrics = recorder
+        self._changes().metrics = recorder
+        recorder.state(self.status())
+
+    def _changes(self) -> ChangeFeed:
+        if self._feed is None:
+            from spiffile.changes import ChangeFeed
+
+            # Built from the status before the feed exists: no self-observation.
+            self._feed = ChangeFeed(self.status(), self._metrics)
+        return self._feed
+
+    def _poll(self) -> None:
+        # The watcher refreshed the views: let the feed compare and notify.
+        self.status()
+
+    def on_change(self, callback: Callable[[Change], None]) -> Callable[[], None]:
+        """Call *callback* from the watcher thread after each change; return an unsubscribe.
+
+        Starts push reload (:meth:`watch`).  Each :class:`~spiffile.changes.Change`
+        says what changed (key, bundle, a refused file, health) and carries
+        the kid and bundle sequence before and after.  A callback that raises
+        is logged and does not stop the others.
+        """
+        unsubscribe = self._changes().subscribe(callback)
+        self.watch()
+        return unsubscribe
+
+    async def changes(self) -> AsyncGenerator[Change, None]:
+        """``async for change in identity.changes()``: the :meth:`on_change` events, in order."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Change] = asyncio.Queue()
+
+        def deliver(change: Change) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, change)
+            except RuntimeError:  # The loop is closed: nobody is listening.
+                pass
+
+        unsubscribe = self.on_change(deliver)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            unsubscribe()
 
     # -- push reload -------------------------------------------------------------
 
     def watch(self) -> Identity:
         """Reload the files as soon as they change (watchfiles), off the request path."""
         if self._watcher is None:
-            self._watcher = Watcher([self._key_view, self._bundle_view])  # type: ignore[list-item]
+            self._changes()
+            self._watcher = Watcher(
+                [self._key_view, self._bundle_view],  # type: ignore[list-item]
+                on_refresh=self._poll,
+            )
             if self._trust_dir is not None:
                 self._trust_dir.watch()
         return self

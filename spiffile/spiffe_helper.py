@@ -430,14 +430,24 @@ class SpiffeHelperIdentity(Identity):
             "a spiffe-helper identity has no spiffile bundle; its trust is identity.trust"
         )
 
-    def token(self, audience: str | SpiffeId, ttl: int = svid.DEFAULT_TTL) -> str:
+    def token(
+        self,
+        audience: str | SpiffeId,
+        ttl: int = svid.DEFAULT_TTL,
+        *,
+        claims: Mapping[str, Any] | None = None,
+        jti: bool = False,
+    ) -> str:
         """spiffe-helper's current JWT-SVID for *audience*; SPIRE sets its lifetime, not *ttl*.
 
         Raises :class:`TokenUnavailableError` for an audience the helper is
         not configured for, a token file that has never verified, or one
-        whose token has expired.
+        whose token has expired.  SPIRE signs these tokens, so *claims* and
+        *jti* cannot be added (``ValueError``).
         """
         del ttl
+        if claims or jti:
+            raise ValueError("spiffe-helper's tokens are signed by SPIRE: no claims can be added")
         audience_text = audience if isinstance(audience, str) else str(audience)
         item = self._item(audience_text)
         view = self._views.get(item.audience)

@@ -6,7 +6,10 @@ does not know, gets the same ``401`` and the same body, so bundle membership
 cannot be probed from outside (PROFILE.md §10, *information exposure*); a
 verified caller that the rule does not allow gets one ``403``.  The precise
 reason goes to the ``spiffile.integrations`` logger at INFO, without the
-token: the error's code and message, the SPIFFE IDs involved, the rule.
+token: the error's code and message, the SPIFFE IDs involved, the rule, and
+the token's claimed ``sub``, ``kid``, audience and times against now and the
+leeway (:class:`spiffile.errors.TokenContext`; also on the record as
+``spiffile_details``).
 :func:`spiffile.integrations.log_rejections` shows these lines.
 """
 
@@ -16,7 +19,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from spiffile.errors import SpiffileError
+from spiffile.errors import SpiffileError, TokenContext
 from spiffile.integrations._rules import Access, Rule
 from spiffile.spiffe_id import SpiffeId
 
@@ -34,6 +37,8 @@ __all__ = [
     "authenticate",
     "bearer_header",
     "check_caller",
+    "details",
+    "explain",
     "parse_audience",
 ]
 
@@ -135,14 +140,33 @@ def _verify(
         # The reason stays here: messages never hold keys or tokens, only
         # codes, claim names and (truncated) SPIFFE IDs.
         logger.info(
-            "spiffile: 401 %s %.200r: %s: %.400r",
+            "spiffile: 401 %s %.200r: %s: %.400r%s",
             method,
             path,
             exc.code,
             str(exc),
-            extra={"spiffile_status": 401, "spiffile_code": exc.code},
+            explain(exc),
+            extra={
+                "spiffile_status": 401,
+                "spiffile_code": exc.code,
+                "spiffile_details": details(exc),
+            },
         )
         return INVALID
+
+
+def explain(exc: BaseException) -> str:
+    """`` (sub=... kid=... aud=...)``: the error's safe facts for a log line, or ``""``."""
+    if isinstance(exc, TokenContext):
+        text = exc.explain()
+        if text:
+            return f" ({text})"
+    return ""
+
+
+def details(exc: BaseException) -> dict[str, str | int | float]:
+    """The error's safe facts as a mapping (a log record's ``spiffile_details``)."""
+    return exc.details() if isinstance(exc, TokenContext) else {}
 
 
 def admit(

@@ -8,6 +8,7 @@ a token exactly once.  Any input, however hostile, either yields a
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Mapping
 from typing import Any, Final
@@ -25,10 +26,12 @@ from spiffile.errors import (
     ClaimsError,
     ExpiredTokenError,
     InvalidSpiffeIdError,
+    InvalidTokenError,
     LifetimeError,
     MalformedTokenError,
     NotYetValidError,
     SignatureError,
+    TokenContext,
     TokenTooLargeError,
     UnknownIdentityError,
 )
@@ -61,6 +64,8 @@ MAX_NUMERIC_DATE: Final = 253_402_300_799
 #: there are at most this many: a hostile token costs at most two ECDSA checks.
 MAX_FALLBACK_KEYS: Final = 2
 _RESERVED_CLAIMS: Final = frozenset(("sub", "aud", "exp", "iat"))
+#: Longest claimed text an error keeps (PROFILE.md §10: IDs and kids, truncated).
+_MAX_FIELD: Final = 200
 # What json.dumps(claims, separators=(",", ":")) uses, built once rather than per token.
 _CLAIMS_ENCODER: Final = json.JSONEncoder(separators=(",", ":"))
 
@@ -110,6 +115,74 @@ def verify(
     :class:`UnknownIdentityError` when ``sub`` is a well-formed SPIFFE ID
     that no trust document holds (another trust domain included).
     """
+    try:
+        return _verify(token, bundle, audience, now, leeway, max_lifetime, issuer)
+    except (InvalidTokenError, UnknownIdentityError) as exc:
+        _explain(exc, token, audience, now, leeway, max_lifetime)
+        raise
+
+
+def _explain(
+    exc: TokenContext,
+    token: object,
+    audience: str | SpiffeId,
+    now: float,
+    leeway: float,
+    max_lifetime: float | None,
+) -> None:
+    """Fill in the error's safe fields (PROFILE.md §10): only on the failure path.
+
+    The token is read again, leniently, for whatever it claims; nothing it
+    holds is trusted, only shown (truncated, and through repr() by
+    :meth:`TokenContext.explain`).  A part that cannot be read is left out.
+    """
+    exc.expected_audience = str(audience)[:_MAX_FIELD]
+    exc.now = now
+    exc.leeway = leeway
+    exc.max_lifetime = max_lifetime
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_BYTES:
+        return
+    segments = token.split(".")
+    header = _lenient_object(segments[0])
+    claims = _lenient_object(segments[1]) if len(segments) > 1 else {}
+    kid = header.get("kid")
+    if isinstance(kid, str):
+        exc.kid = kid[:_MAX_FIELD]
+    subject = claims.get("sub")
+    if isinstance(subject, str):
+        exc.subject = subject[:_MAX_FIELD]
+    token_audience = claims.get("aud")
+    if isinstance(token_audience, str):
+        exc.audience = token_audience[:_MAX_FIELD]
+    elif isinstance(token_audience, list):
+        try:
+            exc.audience = json.dumps(token_audience)[:_MAX_FIELD]
+        except (TypeError, ValueError):  # pragma: no cover - parsed JSON re-encodes
+            pass
+    for name, attribute in (("exp", "expires"), ("iat", "issued_at"), ("nbf", "not_before")):
+        value = claims.get(name)
+        if type(value) is int and 0 <= value <= MAX_NUMERIC_DATE:
+            setattr(exc, attribute, value)
+
+
+def _lenient_object(segment: str) -> dict[str, Any]:
+    """A base64url JSON object, or ``{}`` for anything else (hostile input included)."""
+    try:
+        value = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (ValueError, TypeError, RecursionError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _verify(
+    token: object,
+    bundle: TrustSource,
+    audience: str | SpiffeId,
+    now: float,
+    leeway: float,
+    max_lifetime: float | None,
+    issuer: str | None,
+) -> Caller:
     # Step 0: cap and shape, before any decoding.
     if not isinstance(token, str):
         raise MalformedTokenError(f"a token must be a string, not {type(token).__name__}")
