@@ -37,7 +37,8 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         "spiffile.integrations.prometheus needs prometheus-client: "
-        "pip install 'spiffile[prometheus]'"
+        f"pip install 'spiffile[prometheus]' ({exc})",
+        name=exc.name,
     ) from exc
 
 if TYPE_CHECKING:

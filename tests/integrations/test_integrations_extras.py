@@ -21,6 +21,7 @@ OPTIONAL = (
     "grpc",
     "gunicorn",
     "httpx",
+    "prometheus_client",
     "requests",
     "starlette",
     "uvicorn",
@@ -69,13 +70,16 @@ CHILD = textwrap.dedent(
     asyncio.run(middleware({"type": "http", "path": "/", "headers": headers}, None, send))
 
     missing = {}
-    for name in ("fastapi", "flask", "grpc", "httpx", "requests"):
+    from spiffile.integrations import health
+    health_answer = health.health_response(billing)[0]
+    for name in ("fastapi", "flask", "grpc", "httpx", "prometheus", "requests"):
         try:
             __import__("spiffile.integrations." + name)
         except ImportError as exc:
             missing[name] = [exc.name, "spiffile[" in str(exc)]
     leaked = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
-    print(json.dumps({"wsgi": statuses, "asgi": sent, "missing": missing, "leaked": leaked}))
+    print(json.dumps({"wsgi": statuses, "asgi": sent, "missing": missing, "leaked": leaked,
+                      "health": health_answer}))
     """
 )
 
@@ -101,6 +105,8 @@ def test_core_and_pure_middleware_without_any_extra(tmp_path: Path) -> None:
         "flask": ["flask", True],
         "grpc": ["grpc", True],
         "httpx": ["httpx", False],
+        "prometheus": ["prometheus_client", True],
         "requests": ["requests", False],
     }
+    assert result["health"] == 200
     assert result["leaked"] == []
