@@ -20,6 +20,7 @@ from peerbuild import PeerServer, peer_json, require_peer
 
 from spiffile.bundle import SpiffeBundle, spiffe_jwt_bundle
 from spiffile.endpoint import BundleServer, BundleSync, Endpoint
+from spiffile.errors import SpiffileError
 from spiffile.files import read_file
 from spiffile.provision import Root, add_service, init_root, load_identity, service_info
 
@@ -116,3 +117,46 @@ def test_go_spiffe_fetches_our_per_identity_endpoint_and_verifies_with_it(
     )  # fmt: skip
     # The receiver's `sub` check (PROFILE.md §9): the identity it fetched.
     assert svid["spiffe_id"] == f"spiffe://{TD}/orders"
+
+
+def test_cli_sync_follows_the_endpoint_until_sigterm(
+    spiffepeer: Path, root: Root, tls: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """``spiffile bundle sync`` (no --once) refetches after the 2 s hint until it is stopped."""
+    ca_file, chain, key = tls
+    served = tmp_path / "served.json"
+    served.write_bytes(spiffe_document(root, "orders", 5))
+    args = ["-trust-domain", TD, "-bundle", str(served), "-cert", str(chain), "-key", str(key)]
+    trust = tmp_path / "trust"
+    trust.mkdir()
+    out = trust / f"{TD}.json"
+    with PeerServer(spiffepeer, "serve-bundle", *args) as server:
+        sync = subprocess.Popen(
+            [sys.executable, "-m", "spiffile", "bundle", "sync", "--trust-dir", str(trust),
+             "--endpoint", f"{TD}={server.info['url']}", "--ca-file", str(ca_file)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert wait_for_sequence(out, 5)
+            served.write_bytes(spiffe_document(root, "billing", 6))
+            assert wait_for_sequence(out, 6)
+        finally:
+            sync.terminate()
+            _, err = sync.communicate(timeout=30)
+    assert sync.returncode == 0, err
+    assert f"bundle sync {TD}: sequence 6" in err
+
+
+def wait_for_sequence(path: Path, sequence: int, deadline: float = 60) -> bool:
+    """Poll *path* until it holds a SPIFFE bundle with *sequence* (generous deadline)."""
+    import time
+
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        try:
+            if SpiffeBundle.parse(path.read_bytes(), TD).sequence == sequence:
+                return True
+        except (OSError, ValueError, SpiffileError):
+            pass
+        time.sleep(0.1)
+    return False
