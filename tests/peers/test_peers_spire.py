@@ -384,3 +384,54 @@ def test_sync_keeps_spires_bundle_and_the_last_good_copy(
     other.cert_pem.write_to_path(str(tmp_path / "other.pem"))
     assert not BundleSync([good], ca_file=tmp_path / "other.pem").sync_all()
     assert (tmp_path / f"{td}.json").read_bytes() == kept
+
+
+def test_spire_jwt_authority_rotation_reaches_spiffile_through_sync(
+    tls_ca: tuple[Path, Path, Path], root: Root, tmp_path: Path
+) -> None:
+    """SPIRE rotates its JWT authority (prepare, activate, taint, revoke); a running
+    spiffile service follows through ``BundleSync`` into its trust directory, with
+    no restart: the new authority's tokens verify, the revoked one's stop verifying.
+    """
+    from spiffile.endpoint import BundleSync, Endpoint
+
+    ca_file, chain, key = tls_ca
+    with SpireDeployment(require_peer("spire").parent, bundle_endpoint=(chain, key)) as spire:
+        assert spire.bundle_endpoint_url is not None
+        td = spire.trust_domain
+        trust = tmp_path / "trust"
+        trust.mkdir()
+        syncer = BundleSync(
+            [Endpoint(td, spire.bundle_endpoint_url, str(trust / f"{td}.json"))], ca_file=ca_file
+        )
+        assert syncer.sync_all()
+        env = {**service_env(root, "orders"), "SPIFFILE_TRUST_DIR": str(trust)}
+
+        def authority(state: str) -> str:
+            shown = json.loads(spire.server("localauthority", "jwt", "show", "-output", "json"))
+            kid: str = shown[state]["authority_id"]
+            return kid
+
+        with Identity.from_env(env) as orders:
+            old_kid = authority("active")
+            before = spire.fetch_jwt(ORDERS)[0]
+            assert segments(before)[0]["kid"] == old_kid
+            assert str(orders.verify(before).id) == spire.workload_id
+
+            spire.server("localauthority", "jwt", "prepare")
+            new_kid = authority("prepared")
+            spire.server("localauthority", "jwt", "activate", "-authorityID", new_kid)
+            # A new audience set: the agent's cache has no token for it, so the
+            # server signs one with the now active authority.
+            after = spire.fetch_jwt(f"{ORDERS},rotation")[0]
+            assert segments(after)[0]["kid"] == new_kid
+            assert syncer.sync_all()
+            assert str(orders.verify(after).id) == spire.workload_id
+            assert str(orders.verify(before).id) == spire.workload_id  # both published
+
+            spire.server("localauthority", "jwt", "taint", "-authorityID", old_kid)
+            spire.server("localauthority", "jwt", "revoke", "-authorityID", old_kid)
+            assert syncer.sync_all()
+            with pytest.raises((InvalidTokenError, UnknownIdentityError)):
+                orders.verify(before)
+            assert str(orders.verify(after).id) == spire.workload_id
