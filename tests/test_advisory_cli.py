@@ -154,6 +154,62 @@ def test_advisory_key_copied_over_the_id_file_is_never_quoted(root: Path) -> Non
     assert (directory / "key.pem").read_bytes() == pem == (directory / "id").read_bytes()
 
 
+@pytest.mark.parametrize(
+    "directory",
+    [
+        "$(touch PWNED)",
+        "`touch PWNED`",
+        'it\'s "quoted"',
+        "${HOME} and $HOME",
+        "back\\slash; touch PWNED",
+        "it's $(touch PWNED)",
+        "new\nline $(touch PWNED)",
+    ],
+)
+def test_advisory_dotenv_output_never_runs_a_command_when_sourced(
+    tmp_path: Path, directory: str
+) -> None:
+    """Command injection (CWE-78) through ``spiffile env --format dotenv``: a value in
+    double quotes kept ``$`` and backticks live, so a hostile root path ran a
+    command when the file was sourced.  Values are now single-quoted, or
+    double-quoted only when nothing in them is special there; a value that
+    cannot be written safely (``'`` with ``$``, a newline) is refused.
+    """
+    root = tmp_path / directory / "identity"
+    opened = init_root(root, TD)
+    add_service(opened, "orders")
+    expected = service_env(root, "orders")
+    done = spiffile("env", "--root", str(root), "orders", "--format", "dotenv")
+    if done.returncode != 0:
+        line = one_error_line(done)
+        assert "dotenv" in line and ("'" in directory or "\n" in directory)
+        assert done.stdout == b""  # Nothing half-written.
+        return
+    dotenv = tmp_path / "orders.env"
+    dotenv.write_bytes(done.stdout)
+    shown = subprocess.run(
+        [
+            "sh",
+            "-c",
+            'set -a; . "$1"; printf "%s\\0%s\\0%s" "$SPIFFILE_ID_FILE" '
+            '"$SPIFFILE_KEY_FILE" "$SPIFFILE_BUNDLE_FILE"',
+            "sh",
+            str(dotenv),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert not (tmp_path / "PWNED").exists()
+    assert shown.stdout.decode().split("\0") == [
+        expected["SPIFFILE_ID_FILE"],
+        expected["SPIFFILE_KEY_FILE"],
+        expected["SPIFFILE_BUNDLE_FILE"],
+    ]
+
+
 # --- attacker text in messages ------------------------------------------------------------------
 
 

@@ -18,6 +18,7 @@ from spiffile.cli._options import (
     json_option,
     name_argument,
     need_root,
+    one_line,
     opened_root,
     root_option,
 )
@@ -185,13 +186,32 @@ def list_(root: Path | None, as_json: bool) -> None:
 
 
 def _dotenv_value(value: str) -> str:
-    """Quote only when needed, so the file also works with `docker --env-file` for plain paths."""
+    """*value* written so that ``sh`` (``set -a; . FILE``) and dotenv readers read it back exactly.
+
+    Plain paths stay unquoted, so the file also works with ``docker
+    --env-file`` (which takes values literally).  Otherwise single quotes,
+    inside which neither ``sh`` nor python-dotenv expands ``$`` or
+    backticks; a value holding ``'`` gets double quotes only when it holds
+    none of ``$``, backtick, ``"`` or ``\\``, the characters a double-quoted
+    value would give a meaning.  A value that fits none of these (or holds a
+    newline or another control character, which dotenv readers disagree on)
+    is refused rather than written so that sourcing it runs a command.
+    """
     if value and all(c.isalnum() or c in "_./:@%+,=-" for c in value):
         return value
-    if "'" not in value and "\n" not in value:
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise click.ClickException(
+            f"{one_line(repr(value))} holds a control character: it cannot be written "
+            "safely in dotenv format; use --format shell or --format json"
+        )
+    if "'" not in value:
         return f"'{value}'"
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'"{escaped}"'
+    if not any(c in value for c in '$`"\\'):
+        return f'"{value}"'
+    raise click.ClickException(
+        f"{one_line(repr(value))} holds both ' and one of $ ` \" \\: it cannot be written "
+        "safely in dotenv format; use --format shell or --format json"
+    )
 
 
 def _shell_value(value: str) -> str:
@@ -209,7 +229,8 @@ def _shell_value(value: str) -> str:
     show_default=True,
     help="shell: export lines for eval; dotenv: KEY=value lines; json: an object.",
 )
-def env(root: Path | None, name: str, fmt: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+def env(root: Path | None, name: str, fmt: str, as_json: bool) -> None:
     """Print the SPIFFILE_* environment of a service.
 
     \b
@@ -219,11 +240,12 @@ def env(root: Path | None, name: str, fmt: str) -> None:
     from spiffile.provision import service_env
 
     variables = service_env(opened_root(root), name)
-    if fmt == "json":
+    if fmt == "json" or as_json:
         emit_json(variables)
     elif fmt == "dotenv":
-        for key, value in variables.items():
-            click.echo(f"{key}={_dotenv_value(value)}")
+        # Every value checked before the first line is printed: no partial file.
+        lines = [f"{key}={_dotenv_value(value)}" for key, value in variables.items()]
+        click.echo("\n".join(lines))
     else:
         for key, value in variables.items():
             click.echo(f"export {key}={_shell_value(value)}")
