@@ -7,14 +7,28 @@ They act as one workload: the identity comes from the ``SPIFFILE_*`` environment
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
-from typing import Any, Final, NoReturn
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 import click
 
-from spiffile.cli._options import describe, emit_json, json_option, one_line
+from spiffile.cli._options import (
+    complete_service,
+    describe,
+    emit_json,
+    json_option,
+    one_line,
+    opened_root,
+    root_option,
+)
 from spiffile.errors import InvalidTokenError, SpiffileError, UnknownIdentityError
+
+if TYPE_CHECKING:
+    from spiffile.identity import Identity
 
 __all__ = ["COMMANDS"]
 
@@ -22,29 +36,64 @@ __all__ = ["COMMANDS"]
 # --- workload commands -------------------------------------------------------------------------
 
 
-def _load_identity() -> Any:
+def _environment(root: Path | None, name: str | None) -> Mapping[str, str] | None:
+    """The environment that names the identity: a root's service, or ``None`` for SPIFFILE_*.
+
+    ``--root ROOT NAME`` works as it does for ``exec``: the service's files
+    are read in place (``SPIFFILE_TRUST_DIR`` still applies).
+    """
+    ctx = click.get_current_context()
+    if name is None:
+        if ctx.get_parameter_source("root") == click.core.ParameterSource.COMMANDLINE:
+            raise click.UsageError("--root needs a service NAME")
+        return None
+    from spiffile.provision import service_env
+
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("SPIFFILE_")}
+    trust_dir = os.environ.get("SPIFFILE_TRUST_DIR")
+    if trust_dir:
+        environment["SPIFFILE_TRUST_DIR"] = trust_dir
+    environment.update(service_env(opened_root(root), name))
+    return environment
+
+
+def _load_identity(root: Path | None = None, name: str | None = None, **options: Any) -> Identity:
     from spiffile.identity import Identity
 
-    return Identity.from_env()
+    return Identity.from_env(_environment(root, name), **options)
 
 
 @click.command()
+@root_option
+@click.argument("name", required=False, shell_complete=complete_service)
 @click.option("--audience", "-a", required=True, help="SPIFFE ID of the receiver.")
 @click.option(
     "--ttl", type=click.IntRange(min=1), default=60, show_default=True, help="Lifetime, seconds."
 )
-def token(audience: str, ttl: int) -> None:
-    """Mint a JWT-SVID for AUDIENCE (identity from SPIFFILE_*).
+@json_option
+def token(root: Path | None, name: str | None, audience: str, ttl: int, as_json: bool) -> None:
+    """Mint a JWT-SVID for AUDIENCE (identity from SPIFFILE_*, or --root ROOT NAME).
 
     \b
     curl -H "Authorization: Bearer $(spiffile token -a spiffe://example.org/billing)" ...
+    spiffile token --root ./identity orders -a spiffe://example.org/billing
     """
-    identity = _load_identity()
-    try:
-        text = identity.token(audience=audience, ttl=ttl)
-    except ValueError as exc:  # A ttl above the identity's lifetime cap.
-        raise click.BadParameter(one_line(str(exc)), param_hint="'--ttl'") from exc
-    click.echo(text)
+    from spiffile.svid import DEFAULT_MAX_LIFETIME
+
+    if ttl > DEFAULT_MAX_LIFETIME:
+        # Verifiers refuse longer tokens by default (PROFILE.md §5.5): say so
+        # before minting one nobody accepts.
+        raise click.BadParameter(
+            f"{ttl} s is longer than the {DEFAULT_MAX_LIFETIME:g} s lifetime verifiers accept "
+            f"by default; use at most --ttl {DEFAULT_MAX_LIFETIME:g}",
+            param_hint="'--ttl'",
+        )
+    identity = _load_identity(root, name)
+    text = identity.token(audience=audience, ttl=ttl)
+    if as_json:
+        emit_json({"token": text, "id": str(identity.id), "audience": audience, "ttl": ttl})
+    else:
+        click.echo(text)
 
 
 def _reject(exc: SpiffileError, as_json: bool) -> NoReturn:
@@ -73,7 +122,8 @@ def _read_stdin_token() -> str:
 
 
 @click.command()
-@click.argument("token_text", metavar="[TOKEN|-]", required=False, default="-")
+@root_option
+@click.argument("arguments", metavar="[NAME] [TOKEN|-]", nargs=-1)
 @click.option("--audience", "-a", help="Expected audience (default: this workload's SPIFFE ID).")
 @click.option(
     "--trust-dir",
@@ -91,7 +141,8 @@ def _read_stdin_token() -> str:
 @click.option("--issuer", help="Require this 'iss' claim.")
 @json_option
 def verify(
-    token_text: str,
+    root: Path | None,
+    arguments: tuple[str, ...],
     audience: str | None,
     trust_dir: str | None,
     at: float | None,
@@ -101,6 +152,8 @@ def verify(
     """Verify a JWT-SVID and print the caller's SPIFFE ID.
 
     The token comes from the argument, or stdin with `-` or no argument.
+    NAME is a service of --root (as for exec): given with two arguments, or
+    with one when --root is on the command line.
     Trust comes from the workload's identity (SPIFFILE_*, plus
     SPIFFILE_TRUST_DIR for other trust domains), or from --trust-dir alone.
     With --trust-dir and no identity, --audience is required.
@@ -110,6 +163,7 @@ def verify(
 
     Exits 1 with the reason on rejection.
     """
+    name, token_text = _name_and_token(arguments)
     if token_text == "-":
         if sys.stdin is None:  # Started with stdin closed (`<&-`).
             raise click.UsageError("stdin is closed: pass TOKEN, or pipe it to stdin")
@@ -126,7 +180,7 @@ def verify(
 
         if audience is None:
             try:
-                audience = str(_load_identity().id)
+                audience = str(_load_identity(root, name).id)
             except ConfigurationError:
                 raise click.UsageError(
                     "--audience is required with --trust-dir when no identity is configured"
@@ -137,9 +191,7 @@ def verify(
         except (InvalidTokenError, UnknownIdentityError) as exc:
             _reject(exc, as_json)
     else:
-        from spiffile.identity import Identity
-
-        identity = Identity.from_env(clock=clock)
+        identity = _load_identity(root, name, clock=clock)
         try:
             caller = identity.verify(token_text, audience=audience, issuer=issuer)
         except (InvalidTokenError, UnknownIdentityError) as exc:
@@ -150,16 +202,30 @@ def verify(
         click.echo(str(caller.id))
 
 
+def _name_and_token(arguments: tuple[str, ...]) -> tuple[str | None, str]:
+    ctx = click.get_current_context()
+    root_given = ctx.get_parameter_source("root") == click.core.ParameterSource.COMMANDLINE
+    if len(arguments) > 2:
+        raise click.UsageError("too many arguments: [NAME] [TOKEN|-]")
+    if len(arguments) == 2:
+        return arguments[0], arguments[1]
+    if len(arguments) == 1:
+        return (arguments[0], "-") if root_given else (None, arguments[0])
+    return None, "-"
+
+
 @click.command(name="whoami")
+@root_option
+@click.argument("name", required=False, shell_complete=complete_service)
 @json_option
-def whoami(as_json: bool) -> None:
-    """Show this workload's identity and file health.
+def whoami(root: Path | None, name: str | None, as_json: bool) -> None:
+    """Show this workload's identity and file health (SPIFFILE_*, or --root ROOT NAME).
 
     Exits 1 when the identity is unhealthy (a file serves its last good
     version, or the signing key is not in the bundle), so it can serve as a
     health probe.
     """
-    identity = _load_identity()
+    identity = _load_identity(root, name)
     status = identity.status()
     from spiffile.spiffe_helper import SpiffeHelperIdentity
 
@@ -192,7 +258,7 @@ def whoami(as_json: bool) -> None:
     else:
         for key, value in data.items():
             if value is not None:
-                click.echo(f"{key:16} {value}")
+                click.echo(one_line(f"{key:16} {value}"))
     if not status.healthy:
         reason = status.key.error or status.bundle.error
         if reason is None and not status.key_bound:
