@@ -116,6 +116,16 @@ def _parse_id_file(text: str, path: str | os.PathLike[str]) -> SpiffeId:
     ) from None
 
 
+def _naming(exc: SpiffileError, what: str, path: str | os.PathLike[str]) -> SpiffileError:
+    """*exc* again, its message naming the file it is about (same class and code)."""
+    shown = os.fspath(path)
+    message = str(exc) if shown in str(exc) else f"{what} {shown}: {exc}"
+    try:
+        return type(exc)(message)
+    except TypeError:  # A subclass with another constructor: a plain one of the base class.
+        return ConfigurationError(message)
+
+
 def _refuse_rollback(current: Bundle, new: Bundle) -> None:
     # Extension `spiffe_sequence`: never go back to an older document.
     if current.sequence is not None and (new.sequence is None or new.sequence < current.sequence):
@@ -226,6 +236,8 @@ class Identity:
             raise InvalidSpiffeIdError(f"identity file {os.fspath(id_file)} is not UTF-8") from exc
         except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path.
             raise ConfigurationError(f"cannot read identity file: {exc}") from exc
+        except SpiffileError as exc:
+            raise _naming(exc, "identity file", id_file) from exc
         self._id_text = str(self._id)
         self._clock = clock
         self._leeway = leeway
@@ -239,6 +251,8 @@ class Identity:
             self._key_view = FileView(key_file, _parse_key, description="key", clock=clock)
         except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path.
             raise ConfigurationError(f"cannot read key file: {exc}") from exc
+        except SpiffileError as exc:
+            raise _naming(exc, "key file", key_file) from exc
         try:
             self._bundle_view = FileView(
                 bundle_file,
@@ -249,6 +263,8 @@ class Identity:
             )
         except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path.
             raise ConfigurationError(f"cannot read bundle file: {exc}") from exc
+        except SpiffileError as exc:
+            raise _naming(exc, "bundle file", bundle_file) from exc
         bundle = self._bundle_view.get()
         if bundle.trust_domain != self._id.trust_domain:
             raise ConfigurationError(

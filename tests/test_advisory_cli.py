@@ -344,3 +344,79 @@ def test_advisory_conformance_runner_survives_deeply_nested_answers(tmp_path: Pa
 
     results = run_vectors(InProcess("in-process", {"verify": deep_claims}), vectors)
     assert [r.status for r in results] == ["fail"] * len(vectors)
+
+
+# --- operators can use the commands as documented ------------------------------------------------
+
+
+def test_advisory_workload_commands_take_root_and_name(root: Path) -> None:
+    """Usability finding: ``token``, ``verify`` and ``whoami`` needed SPIFFILE_* set
+    by hand; they now take ``--root ROOT NAME`` as ``exec`` does, ``token`` and
+    ``env`` print JSON on ``--json``, and a ``--ttl`` above the cap says what to do.
+    """
+    r = str(root)
+    minted = spiffile("token", "--root", r, "orders", "-a", BILLING, "--json")
+    assert minted.returncode == 0, minted.stderr
+    token = json.loads(minted.stdout)
+    assert token["id"] == ORDERS and token["audience"] == BILLING and token["ttl"] == 60
+    verified = spiffile("verify", "--root", r, "billing", token["token"])
+    assert (verified.returncode, verified.stdout) == (0, f"{ORDERS}\n".encode()), verified.stderr
+    piped = spiffile("verify", "--root", r, "billing", "--json", stdin=token["token"].encode())
+    assert json.loads(piped.stdout)["id"] == ORDERS
+    # NAME and TOKEN with the root from SPIFFILE_ROOT.
+    from_env = spiffile("verify", "billing", token["token"], env={"SPIFFILE_ROOT": r})
+    assert from_env.stdout == f"{ORDERS}\n".encode(), from_env.stderr
+    whoami = spiffile("whoami", "--root", r, "orders", "--json")
+    assert json.loads(whoami.stdout)["id"] == ORDERS and whoami.returncode == 0
+    env_json = spiffile("env", "--root", r, "orders", "--json")
+    assert json.loads(env_json.stdout) == service_env(root, "orders")
+    for args in (("token", "--root", r, "-a", BILLING), ("whoami", "--root", r)):
+        assert "NAME" in one_error_line(spiffile(*args), exit_code=2)
+    line = one_error_line(
+        spiffile("token", "--root", r, "orders", "-a", BILLING, "--ttl", "99999"), 2
+    )
+    assert "--ttl" in line and "at most --ttl 3600" in line and "Identity" not in line
+
+
+def test_advisory_revoke_and_remove_are_idempotent(root: Path) -> None:
+    """Scripts re-running a revocation failed on the second run: ``revoke`` of a kid no
+    longer bound and ``remove`` of a removed service now report it and exit 0,
+    with ``--json`` saying whether anything was done.
+    """
+    r = str(root)
+    old = kid_for(_orders_key(root).public_key())
+    assert spiffile("rotate", "--root", r, "orders").returncode == 0
+    for expected in (True, False):
+        done = spiffile("revoke", "--root", r, "orders", "--kid", old, "--json")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout) == {"name": "orders", "kid": old, "revoked": expected}
+    for expected in (True, False):
+        done = spiffile("remove", "--root", r, "billing", "--json")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout) == {"name": "billing", "removed": expected}
+    assert "nothing to remove" in spiffile("remove", "--root", r, "billing").stdout.decode()
+
+
+@pytest.mark.parametrize("broken", ["id", "key.pem", "bundle.json"])
+def test_advisory_every_file_error_names_the_file(root: Path, broken: str) -> None:
+    """An error about a file that does not say which file (``not a PKCS#8 PEM private
+    key``, ``bundle is not valid UTF-8 JSON``) left operators guessing which of
+    three paths was wrong.  Every such error now names the file.
+    """
+    path = root / "bundle.json" if broken == "bundle.json" else root / "services/orders" / broken
+    path.write_bytes(b"\x00not what it should be\n")
+    env = {
+        "SPIFFILE_ID_FILE": str(root / "services/orders/id"),
+        "SPIFFILE_KEY_FILE": str(root / "services/orders/key.pem"),
+        "SPIFFILE_BUNDLE_FILE": str(root / "bundle.json"),
+    }
+    for args, environment in (
+        (("whoami",), env),
+        (("token", "-a", BILLING), env),
+        (("whoami", "--root", str(root), "orders"), {}),
+        (("list", "--root", str(root)), {}),
+    ):
+        done = spiffile(*args, env=environment)
+        if done.returncode == 0:
+            continue  # list reads no id file
+        assert str(path) in one_error_line(done), (args, done.stderr)

@@ -122,15 +122,29 @@ def rotate(
 @root_option
 @name_argument
 @click.option("--kid", required=True, help="Key id to remove from the bundle.")
-def revoke(root: Path | None, name: str, kid: str) -> None:
+@json_option
+def revoke(root: Path | None, name: str, kid: str, as_json: bool) -> None:
     """Revoke one key of a service by kid.
 
-    The current signing key cannot be revoked: rotate first.
+    The current signing key cannot be revoked: rotate first.  Idempotent: a
+    kid that is neither bound nor staged (already revoked) is reported and
+    the exit status is 0.
     """
+    from spiffile.errors import UnknownKeyError
     from spiffile.provision import revoke_key
 
-    revoke_key(opened_root(root), name, kid)
-    click.echo(f"revoked kid {kid} of {name}")
+    try:
+        revoke_key(opened_root(root), name, kid)
+    except UnknownKeyError:
+        revoked = False
+    else:
+        revoked = True
+    if as_json:
+        emit_json({"name": name, "kid": kid, "revoked": revoked})
+    elif revoked:
+        click.echo(f"revoked kid {kid} of {name}")
+    else:
+        click.echo(one_line(f"kid {kid} is not bound to or staged for {name}: nothing to revoke"))
 
 
 @click.command()
@@ -156,12 +170,28 @@ def prune(root: Path | None, name: str, as_json: bool) -> None:
 @click.command()
 @root_option
 @name_argument
-def remove(root: Path | None, name: str) -> None:
-    """Remove a service: bundle entry (every key) and files."""
+@json_option
+def remove(root: Path | None, name: str, as_json: bool) -> None:
+    """Remove a service: bundle entry (every key) and files.
+
+    Idempotent: removing a service that is not there (already removed) is
+    reported and the exit status is 0.
+    """
+    from spiffile.errors import ServiceNotFoundError
     from spiffile.provision import remove_service
 
-    remove_service(opened_root(root), name)
-    click.echo(f"removed {name}")
+    try:
+        remove_service(opened_root(root), name)
+    except ServiceNotFoundError:
+        removed = False
+    else:
+        removed = True
+    if as_json:
+        emit_json({"name": name, "removed": removed})
+    elif removed:
+        click.echo(f"removed {name}")
+    else:
+        click.echo(f"no service {name}: nothing to remove")
 
 
 @click.command(name="list")

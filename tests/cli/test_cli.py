@@ -257,7 +257,11 @@ def test_rotate_keep_drop_prune_revoke(root: Path) -> None:
     if first in dropped["bound_kids"]:
         ok(invoke("revoke", "--root", str(root), "orders", "--kid", first))
     assert services(root)["orders"]["bound_kids"] == [third]
-    assert_result_error(invoke("revoke", "--root", str(root), "orders", "--kid", "no-such-kid"))
+    # Idempotent: a kid that is not bound (a second revoke) is reported, exit 0.
+    again = ok(invoke("revoke", "--root", str(root), "orders", "--kid", "no-such-kid"))
+    assert "nothing to revoke" in again
+    revoked = invoke("revoke", "--root", str(root), "orders", "--kid", "no-such-kid", "--json")
+    assert json.loads(ok(revoked)) == {"name": "orders", "kid": "no-such-kid", "revoked": False}
 
     ok(invoke("rotate", "--root", str(root), "orders"))
     pruned = json.loads(ok(invoke("prune", "--root", str(root), "orders", "--json")))
@@ -292,7 +296,12 @@ def test_remove_revokes_the_identity(root: Path) -> None:
     assert not (root / "services" / "orders").exists()
     rejected = invoke("verify", token, env=env_of(root, "billing"))
     assert "(unknown_identity)" in assert_result_error(rejected)
-    assert_result_error(invoke("remove", "--root", str(root), "orders"))
+    # Idempotent: removing it again is reported, exit 0.
+    assert "nothing to remove" in ok(invoke("remove", "--root", str(root), "orders"))
+    again = json.loads(ok(invoke("remove", "--root", str(root), "orders", "--json")))
+    assert again == {"name": "orders", "removed": False}
+    removed = json.loads(ok(invoke("remove", "--root", str(root), "billing", "--json")))
+    assert removed == {"name": "billing", "removed": True}
 
 
 def test_list_human_and_empty(tmp_path: Path, root: Path) -> None:
