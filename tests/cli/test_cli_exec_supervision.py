@@ -369,6 +369,25 @@ def test_a_stop_signal_is_not_followed_by_a_restart(
     assert [line for line in lines(log) if line.startswith("started")] == lines(log)[:1]
 
 
+def test_restart_with_an_explicit_signal_signals_on_change_and_restarts_only_on_crash(
+    tmp_path: Path, root: Path, supervisors: list[Exec]
+) -> None:
+    (tmp_path / "recorder.py").write_text(RECORDER)
+    log = tmp_path / "signals.log"
+    supervisor = Exec(
+        tmp_path,
+        ["--root", str(root), "orders", "--restart", "--signal", "USR1", "--backoff", "0.1"],
+        [sys.executable, str(tmp_path / "recorder.py"), str(log)],
+    )
+    supervisors.append(supervisor)
+    first = int(wait_for(lambda: lines(log), "the child")[0].split()[1])
+    rotate(root)
+    wait_for(lambda: "SIGUSR1" in lines(log), "SIGUSR1 for the rotation")
+    assert pid_alive(first) and len([x for x in lines(log) if x.startswith("started")]) == 1
+    os.kill(first, signal.SIGKILL)
+    wait_for(lambda: len([x for x in lines(log) if x.startswith("started")]) == 2, "a restart")
+
+
 def test_restart_kills_a_child_that_ignores_sigterm(
     tmp_path: Path, root: Path, supervisors: list[Exec]
 ) -> None:
