@@ -4,7 +4,7 @@ Targets live in :mod:`fuzz.targets` as plain functions of ``bytes`` (they run
 without atheris too, which is how ``--reproduce`` replays a finding); the
 driver in ``__main__`` runs each one in its own libFuzzer process::
 
-    python -m fuzz --ci                       # every target, about 45 s in all
+    python -m fuzz --ci                       # every target, under a minute in all
     python -m fuzz --target token --time 600 --corpus .fuzz/token
     python -m fuzz --target token --reproduce crash-1234abcd
 
