@@ -19,6 +19,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 NEEDS = {
     "orders_billing_asgi.py": ("fastapi", "uvicorn", "httpx"),
     "orders_inventory_wsgi.py": ("requests",),
+    "health_metrics.py": ("requests", "prometheus_client"),
 }
 
 
@@ -73,3 +74,17 @@ def test_orders_inventory_wsgi(root: Path) -> None:
 @pytest.mark.parametrize("name", sorted(NEEDS))
 def test_examples_run_with_a_temporary_root(name: str) -> None:
     assert "200" in run_example(name)
+
+
+def test_health_metrics(root: Path) -> None:
+    out = run_example("health_metrics.py", str(root)).splitlines()
+    logs = [line for line in out if line.startswith("log: ")]
+    assert logs and all("keeping the last good bundle" in line for line in logs)
+    assert [line for line in out if not line.startswith("log: ")] == [
+        "healthz: 200 healthy=True",
+        "staged: billing serves the new bundle: True",
+        "broken bundle: 503 healthy=False",
+        "calls during the outage (last good bundle): 200",
+        "repaired: 200",
+        "metrics: verifications ok=3, bundle refused at least once=True",
+    ]
