@@ -518,7 +518,7 @@ class SpiffeHelperIdentity(Identity):
         )
         own = self._helper_bundle.get()
         document = own.bundle_for(self._id.trust_domain) if self._id.trust_domain in own else None
-        return IdentityStatus(
+        status = IdentityStatus(
             id=self._id,
             kid=self.kid,
             healthy=bundle_status.healthy and usable and key_status.healthy,
@@ -528,12 +528,16 @@ class SpiffeHelperIdentity(Identity):
             bundle_sequence=document.sequence if isinstance(document, SpiffeBundle) else None,
             trust={} if self._trust_dir is None else self._trust_dir.status(),
         )
+        if self._feed is not None:
+            self._feed.observe(status)
+        return status
 
     def watch(self) -> SpiffeHelperIdentity:
         """Reload the bundle and token files as soon as they change."""
         if self._watcher is None:
+            self._changes()
             views: list[Any] = [self._helper_bundle, *self._views.values()]
-            self._watcher = Watcher(views)
+            self._watcher = Watcher(views, on_refresh=self._poll)
             if self._trust_dir is not None:
                 self._trust_dir.watch()
         return self

@@ -397,3 +397,27 @@ def test_cli_token_verify_and_whoami_through_the_helper(tmp_path: Path) -> None:
     whoami = cli("whoami", "--json")
     assert whoami.returncode == 0, whoami.stderr
     assert json.loads(whoami.stdout)["id"] == ME
+
+
+def test_on_change_reports_a_rewritten_jwt_bundle(helper: Helper) -> None:
+    import queue
+
+    from spiffile.changes import Change, ChangeKind
+
+    identity = Identity.from_spiffe_helper(helper.config, clock=Clock())
+    changes: queue.Queue[Change] = queue.Queue()
+    identity.on_change(changes.put)
+    try:
+        for _ in range(10):
+            helper.write_bundle(SPIRE)  # The same document under a new inode.
+            try:
+                change = changes.get(timeout=3)
+            except queue.Empty:
+                continue
+            assert ChangeKind.BUNDLE in change.what
+            assert change.status.bundle.reloads >= 1
+            break
+        else:
+            raise AssertionError("no change reported")
+    finally:
+        identity.close()
