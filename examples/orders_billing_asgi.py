@@ -25,7 +25,7 @@ from typing import Annotated
 
 import httpx
 import uvicorn
-from fastapi import Depends, FastAPI, HTTPException
+from fastapi import Depends, FastAPI
 
 from spiffile import Caller, Identity
 from spiffile.integrations.asgi import SpiffileMiddleware, require_caller
@@ -34,22 +34,22 @@ from spiffile.provision import add_service, init_root, open_root, service_env
 
 
 def billing_app(identity: Identity) -> FastAPI:
-    """The billing service: every route but /healthz needs a verified caller."""
+    """The billing service: only orders may call, and every route but /healthz needs it."""
     app = FastAPI()
-    # spiffile says who is calling; what they may do is the application's call.
-    may_list_invoices = {f"spiffe://{identity.id.trust_domain}/orders"}
 
     @app.get("/invoices")
     def invoices(caller: Annotated[Caller, Depends(require_caller)]) -> dict[str, object]:
-        if str(caller.id) not in may_list_invoices:
-            raise HTTPException(status_code=403, detail="not allowed to list invoices")
         return {"caller": str(caller.id), "invoices": ["inv-1", "inv-2"]}
 
     @app.get("/healthz")
     def healthz() -> dict[str, bool]:
         return {"ok": True}
 
-    app.add_middleware(SpiffileMiddleware, identity=identity, exempt_paths={"/healthz"})
+    # A bare name is that service in billing's own trust domain; any other
+    # verified caller gets a 403.
+    app.add_middleware(
+        SpiffileMiddleware, identity=identity, allow=["orders"], exempt_paths={"/healthz"}
+    )
     return app
 
 

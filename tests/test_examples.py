@@ -20,6 +20,8 @@ NEEDS = {
     "orders_billing_asgi.py": ("fastapi", "uvicorn", "httpx"),
     "orders_inventory_wsgi.py": ("requests",),
     "health_metrics.py": ("requests", "prometheus_client"),
+    "orders_billing_grpc.py": ("grpc",),
+    "two_services/run.py": ("fastapi", "uvicorn", "httpx", "flask", "gunicorn", "requests"),
 }
 
 
@@ -42,7 +44,7 @@ def run_example(name: str, *args: str) -> str:
 def root(tmp_path: Path) -> Path:
     path = tmp_path / "identity"
     root = init_root(path, "example.org")
-    for name in ("orders", "billing", "inventory"):
+    for name in ("orders", "billing", "inventory", "reports"):
         add_service(root, name)
     return path
 
@@ -73,7 +75,7 @@ def test_orders_inventory_wsgi(root: Path) -> None:
 
 @pytest.mark.parametrize("name", sorted(NEEDS))
 def test_examples_run_with_a_temporary_root(name: str) -> None:
-    assert "200" in run_example(name)
+    assert run_example(name)  # Exit status 0 and no stderr: run_example checks both.
 
 
 def test_health_metrics(root: Path) -> None:
@@ -87,4 +89,34 @@ def test_health_metrics(root: Path) -> None:
         "calls during the outage (last good bundle): 200",
         "repaired: 200",
         "metrics: verifications ok=3, bundle refused at least once=True",
+    ]
+
+
+def test_orders_billing_grpc(root: Path) -> None:
+    out = run_example("orders_billing_grpc.py", str(root)).splitlines()
+    assert out == [
+        "orders Charge: {'charge': 12, 'caller': 'spiffe://example.org/orders'}",
+        "orders Refund: PERMISSION_DENIED insufficient_scope",
+        "reports Refund: {'refund': 12, 'caller': 'spiffe://example.org/reports'}",
+        "anonymous Charge: UNAUTHENTICATED missing_token",
+        "anonymous Health: {'health': 12, 'caller': None}",
+        "asyncio orders Charge: {'charge': 12, 'caller': 'spiffe://example.org/orders'}",
+        "asyncio reports Charge: PERMISSION_DENIED insufficient_scope",
+    ]
+
+
+def test_two_services_fastapi_uvicorn_and_flask_gunicorn(root: Path) -> None:
+    out = run_example("two_services/run.py", str(root)).splitlines()
+    orders = "spiffe://example.org/orders"
+    assert out == [
+        f"orders -> billing /summary: 200 {{'for': '{orders}', 'invoices': 2, 'widgets': 42}}",
+        "orders -> inventory /reorder: 200 {'billed_to': 'spiffe://example.org/inventory', "
+        f"'for': '{orders}', 'ordered': 10}}",
+        "orders -> inventory /stock: 403 {'error': 'insufficient_scope'}",
+        "anonymous -> billing /invoices: 401 {'error': 'missing_token'}",
+        "anonymous -> billing /healthz: 200 {'ok': True}",
+        "anonymous -> billing /openapi.json: 200 ['SPIFFE']",
+        f"inventory says why: 403 GET '/stock': not_allowed: caller {orders} is not allowed "
+        "by one_of(spiffe://example.org/billing) (rule '<view stock>')",
+        "billing says why: 401 GET '/invoices': missing_token: no bearer token",
     ]
