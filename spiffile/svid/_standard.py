@@ -15,6 +15,7 @@ would decode it again and accept header members the allow-list refuses.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any, Final
 
 from cryptography.exceptions import InvalidSignature
@@ -22,6 +23,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from spiffile import _wire
+from spiffile._quote import quote
 from spiffile.bundle.spiffe import JWT_SVID_ALGORITHMS, JwtAuthority
 from spiffile.errors import AlgorithmError, HeaderError, MalformedTokenError, SignatureError
 from spiffile.svid import _jws
@@ -43,13 +45,14 @@ def check_header(header: dict[str, Any]) -> tuple[str, str]:
     """``(alg, kid)`` of a header under JWT-SVID §3, or the header's own error."""
     alg = header.get("alg")
     if not isinstance(alg, str) or alg not in JWT_SVID_ALGORITHMS:
-        shown = alg[:20] if isinstance(alg, str) else type(alg).__name__
+        shown = quote(alg, 20) if isinstance(alg, str) else type(alg).__name__
         raise AlgorithmError(
-            f"algorithm {shown!r} is not allowed; JWT-SVIDs use RS, ES or PS 256/384/512"
+            f"algorithm {shown} is not allowed; JWT-SVIDs use RS, ES or PS 256/384/512"
         )
     unknown = header.keys() - _HEADER_MEMBERS
     if unknown:
-        names = ", ".join(sorted(name[:20] for name in unknown)[:5])
+        # Member names are the sender's text: repr keeps escapes out of logs.
+        names = ", ".join(sorted(quote(name, 20) for name in unknown)[:5])
         raise HeaderError(f"header members not allowed: {names}")
     if "typ" in header and header["typ"] not in _TYPES:
         raise HeaderError("header 'typ' must be 'JWT' or 'JOSE'")
@@ -57,6 +60,14 @@ def check_header(header: dict[str, Any]) -> tuple[str, str]:
     if not isinstance(kid, str) or not kid:
         raise HeaderError("header 'kid' is missing or not a non-empty string")
     return alg, kid
+
+
+@lru_cache(maxsize=512)
+def _header(segment: bytes) -> tuple[str, str]:
+    """``(alg, kid)`` of an encoded header, cached: a verifier meets the same few
+    headers (one per authority) again and again.  Failures raise and are not cached.
+    """
+    return check_header(_jws.decode_json(_jws.decode_segment(segment), "header"))
 
 
 def parse(token: str) -> tuple[str, str, dict[str, Any], bytes, bytes]:
@@ -67,7 +78,7 @@ def parse(token: str) -> tuple[str, str, dict[str, Any], bytes, bytes]:
     length is checked against the key in :func:`verify_signature`.
     """
     header, payload, signature = _jws.split_compact(token)
-    alg, kid = check_header(_jws.decode_json(_jws.decode_segment(header), "header"))
+    alg, kid = _header(header)
     claims = _jws.decode_json(_jws.decode_segment(payload), "payload")
     raw_signature = _jws.decode_segment(signature)
     signing_input = token[: len(header) + 1 + len(payload)].encode("ascii")
