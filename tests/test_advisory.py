@@ -491,3 +491,25 @@ def test_time_checks_fail_closed_on_nan(forge: Forge, option: str) -> None:
     for claims in (stale, future, eternal):
         with pytest.raises(InvalidTokenError):
             check(forge.token(claims=claims), forge.realm.bundle, **{option: float("nan")})
+
+
+@pytest.mark.parametrize("member", ["\x1b[2J\x1b[31mFORGED", "x\nERROR fake log line"])
+def test_spiffe_trust_header_member_names_are_quoted(member: str) -> None:
+    """Log injection (CWE-117): header member names under SPIFFE-bundle trust.
+
+    The JWT-SVID-standard header check listed unknown member names as sent,
+    so a token could put terminal escapes or a forged line into the
+    verifier's logs.  They go through repr now, as on the profile's path.
+    """
+    from spiffeforge import SpiffeRealm
+
+    from spiffile.bundle.spiffe import SpiffeBundle
+
+    realm = SpiffeRealm()
+    bundle = SpiffeBundle.parse(realm.jwks_bytes(), realm.trust_domain)
+    token = realm.token(header={member: 1})
+    with pytest.raises(HeaderError) as caught:
+        verify(token, bundle, audience="spiffe://example.org/billing", now=NOW)
+    message = str(caught.value)
+    assert "\x1b" not in message and "\n" not in message
+    assert repr(member[:20]) in message
