@@ -245,11 +245,6 @@ def x509_vectors(now: int) -> dict[str, Any]:
         "no-eku", "no extended key usage (X.509-SVID does not require one)", leaf("noeku", ekus=())
     )
     accept(
-        "no-basic-constraints",
-        "a leaf without basic constraints is not a CA",
-        leaf("nobc", ca=None),
-    )
-    accept(
         "federated",
         "a leaf of another trust domain, with that domain's authorities",
         leaf("fed", other_root, f"spiffe://{other}/billing"),
@@ -295,6 +290,18 @@ def x509_vectors(now: int) -> dict[str, Any]:
         "x509_spiffe_id",
         "an uppercase trust domain",
         leaf("upper", uris=["spiffe://Example.org/orders"]),
+    )
+    reject(
+        "trust-domain-id",
+        "x509_spiffe_id",
+        "the leaf names the trust domain itself (no path)",
+        leaf("tdid", uris=[f"spiffe://{td}"]),
+    )
+    reject(
+        "no-basic-constraints",
+        "x509_leaf_ca",
+        "the leaf has no basic constraints: X.509-SVID §4.1 has it set cA to false",
+        leaf("nobc", ca=None),
     )
     reject(
         "leaf-ca",

@@ -12,6 +12,7 @@ as in the standard library.
 
 from __future__ import annotations
 
+import ssl
 from typing import Final
 
 __all__ = [
@@ -381,7 +382,7 @@ class X509SpiffeIdError(InvalidX509SvidError):
 
 
 class X509LeafCaError(InvalidX509SvidError):
-    """The leaf sets the basic constraints ``cA`` flag (X.509-SVID §4.1)."""
+    """The leaf sets the basic constraints ``cA`` flag, or lacks the extension (X.509-SVID §4.1)."""
 
     code = "x509_leaf_ca"
 
@@ -434,9 +435,31 @@ class PeerNotAllowedError(SpiffileError):
     code = "peer_not_allowed"
 
 
+class TLSPeerRejectedError(SpiffileError, ssl.SSLCertVerificationError):
+    """A TLS handshake was refused after it completed: the peer's SVID or ID did not pass.
+
+    Also an :class:`ssl.SSLCertVerificationError` (an ``OSError``), so that
+    socket code, asyncio and HTTP clients treat it as the failed handshake it
+    is and close the connection.  ``reason`` is the :class:`SpiffileError`
+    that says why; ``peer`` the peer's SPIFFE ID when its SVID was valid.
+    """
+
+    code = "tls_peer_rejected"
+
+    def __init__(self, message: str, *, error: SpiffileError, peer: object = None) -> None:
+        super().__init__(message)
+        self.error = error
+        self.peer = peer
+        self.verify_message = message
+
+    def __str__(self) -> str:
+        return str(self.verify_message)
+
+
 __all__ += [
     "InvalidX509SvidError",
     "PeerNotAllowedError",
+    "TLSPeerRejectedError",
     "X509ExpiredError",
     "X509KeyMismatchError",
     "X509KeyUsageError",

@@ -26,6 +26,7 @@ __all__ = [
     "FileView",
     "Watcher",
     "atomic_write",
+    "ephemeral_pem_paths",
     "fsync_directory",
     "make_directory",
     "open_regular",
@@ -310,6 +311,56 @@ def atomic_write(
             os.unlink(tmp)
         raise
     fsync_directory(directory)
+
+
+@contextlib.contextmanager
+def ephemeral_pem_paths(cert: bytes, key: bytes) -> Iterator[tuple[str, str]]:
+    """Paths from which OpenSSL can read *cert* and *key* once, without them touching a disk.
+
+    :meth:`ssl.SSLContext.load_cert_chain` only takes paths, and a private
+    key must not be copied to a file others could read or that outlives us.
+    On Linux the bytes go to anonymous memory files (``memfd_create``) read
+    through ``/proc/self/fd``; elsewhere to pipes read through ``/dev/fd``
+    (each read once, in the order ``load_cert_chain`` reads them).  The
+    descriptors are closed when the block ends.
+    """
+    fds: list[int] = []
+    try:
+        memfd = getattr(os, "memfd_create", None)
+        if memfd is not None and os.path.isdir("/proc/self/fd"):
+            paths = []
+            for data in (cert, key):
+                fd = memfd("spiffile-pem", getattr(os, "MFD_CLOEXEC", 0))
+                fds.append(fd)
+                _write_all(fd, data)
+                paths.append(f"/proc/self/fd/{fd}")
+            yield paths[0], paths[1]
+            return
+        paths = []
+        for data in (cert, key):
+            if len(data) > _PIPE_CAPACITY:
+                raise OSError(f"PEM larger than {_PIPE_CAPACITY} bytes cannot go through a pipe")
+            read_end, write_end = os.pipe()
+            fds += [read_end, write_end]
+            _write_all(write_end, data)
+            os.close(write_end)
+            fds.remove(write_end)
+            paths.append(f"/dev/fd/{read_end}")
+        yield paths[0], paths[1]
+    finally:
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+#: What a pipe holds without a reader (POSIX guarantees at least 4 KiB; Linux and macOS 16+).
+_PIPE_CAPACITY: Final = 16 * 1024
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _stamp(st: os.stat_result) -> FileStamp:

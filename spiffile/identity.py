@@ -45,6 +45,12 @@ if TYPE_CHECKING:
     from spiffile.changes import Change, ChangeFeed
     from spiffile.federation import TrustDirectory
 
+if TYPE_CHECKING:
+    import ssl
+
+    from spiffile.authorize import Allow
+    from spiffile.tls import X509Source, X509Status
+
 __all__ = [
     "ENV_BUNDLE_FILE",
     "ENV_DIR",
@@ -153,6 +159,8 @@ class IdentityStatus:
     #: A bad federated document does not make this identity unhealthy: it only
     #: affects callers from that trust domain.
     trust: Mapping[str, FileStatus] = field(default_factory=dict)
+    #: The X.509-SVID's health and expiry, when the identity has X.509 files.
+    x509: X509Status | None = None
 
     def as_dict(self, *, detail: bool = True) -> dict[str, Any]:
         """A JSON-ready form, for health endpoints and logs (no key material, no token).
@@ -201,6 +209,15 @@ class _FederatedTrust:
         return self._directory.bundle_for(trust_domain)
 
 
+def _find_x509(
+    environ: Mapping[str, str], directory: str | None, options: Mapping[str, Any]
+) -> X509Source | None:
+    from spiffile.tls import X509Source  # Imported late: only X.509 users pay for ssl.
+
+    clock = options.get("clock", time.time)
+    return X509Source.find(environ, directory, clock=clock)
+
+
 class Identity:
     """A workload's identity: its SPIFFE ID, its signing key and the trust bundle."""
 
@@ -220,6 +237,7 @@ class Identity:
         clock: Callable[[], float] = time.time,
         trust_dir: str | os.PathLike[str] | TrustDirectory | None = None,
         metrics: MetricsRecorder | None = None,
+        x509: X509Source | None = None,
     ) -> None:
         """Load the three files; raise a :class:`SpiffileError` if any is unusable now.
 
@@ -228,6 +246,9 @@ class Identity:
         consulted for callers of every trust domain but this identity's own,
         which its bundle serves.  *metrics* receives what the identity does
         (:mod:`spiffile.metrics`).
+
+        *x509* adds an X.509-SVID (see :class:`spiffile.tls.X509Source`) for
+        mutual TLS; its SPIFFE ID must be this identity's.
         """
         try:
             raw_id = read_file(id_file, limit=_MAX_ID_FILE_BYTES)
@@ -283,6 +304,11 @@ class Identity:
             self._federated = _FederatedTrust(
                 self._id.trust_domain, self._bundle_view, self._trust_dir
             )
+        if x509 is not None and x509.id != self._id:
+            raise ConfigurationError(
+                f"the X.509-SVID names {x509.id}, not this identity {self._id}"
+            )
+        self._x509 = x509
         if metrics is not None:
             self.metrics = metrics
 
@@ -303,6 +329,8 @@ class Identity:
     def from_dir(cls, path: str | os.PathLike[str], **options: Any) -> Identity:
         """The identity in a directory holding ``id``, ``key.pem`` and ``bundle.json``."""
         base = Path(path)
+        if "x509" not in options:
+            options["x509"] = _find_x509({}, os.fspath(base), options)
         return cls(base / "id", base / "key.pem", base / "bundle.json", **options)
 
     @classmethod
@@ -328,6 +356,9 @@ class Identity:
         when set, adds the trust documents of other trust domains (federation).
         ``SPIFFILE_SPIFFE_HELPER_CONFIG``, when set, names a spiffe-helper
         configuration, and the identity is SPIRE's (:meth:`from_spiffe_helper`).
+        The X.509 files (``svid.pem``, ``svid_key.pem``, ``svid_bundle.pem`` in
+        the directory, or ``SPIFFILE_X509_SVID_FILE``, ``SPIFFILE_X509_KEY_FILE``,
+        ``SPIFFILE_X509_BUNDLE_FILE``) are loaded when present.
         """
         environ = os.environ if env is None else env
         trust_dir = environ.get(ENV_TRUST_DIR)
@@ -346,6 +377,8 @@ class Identity:
                 paths[variable] = os.path.join(directory, name)
             else:
                 raise ConfigurationError(f"set {ENV_DIR} or {variable} to locate the identity")
+        if "x509" not in options:
+            options["x509"] = _find_x509(environ, directory, options)
         return cls(paths[ENV_ID_FILE], paths[ENV_KEY_FILE], paths[ENV_BUNDLE_FILE], **options)
 
     # -- the identity --------------------------------------------------------------
@@ -495,6 +528,28 @@ class Identity:
         self._metrics.verification(VERIFIED)
         return caller
 
+    @property
+    def x509(self) -> X509Source:
+        """This workload's X.509-SVID files; :class:`ConfigurationError` without them."""
+        if self._x509 is None:
+            raise ConfigurationError(
+                f"identity {self._id} has no X.509-SVID files (svid.pem, svid_key.pem, "
+                "svid_bundle.pem)"
+            )
+        return self._x509
+
+    def server_ssl_context(self, allow: Allow) -> ssl.SSLContext:
+        """A TLS server context presenting our X.509-SVID, admitting peers *allow* accepts.
+
+        *allow* is anything :func:`spiffile.authorize.coerce` takes (bare names
+        are in this identity's trust domain).  See :mod:`spiffile.tls`.
+        """
+        return self.x509.server_ssl_context(allow)
+
+    def client_ssl_context(self, allow: Allow) -> ssl.SSLContext:
+        """A TLS client context presenting our X.509-SVID, accepting servers *allow* accepts."""
+        return self.x509.client_ssl_context(allow)
+
     def status(self) -> IdentityStatus:
         """Whether the key and bundle on disk are what is being served, and if the key is bound."""
         key = self._key_view.get()
@@ -504,15 +559,20 @@ class Identity:
             bound = any(k.kid == key.kid for k in bundle.keys_for(self._id))
         except SpiffileError:
             bound = False
+        x509_status = None if self._x509 is None else self._x509.status()
         status = IdentityStatus(
             id=self._id,
             kid=key.kid,
-            healthy=key_status.healthy and bundle_status.healthy and bound,
+            healthy=key_status.healthy
+            and bundle_status.healthy
+            and bound
+            and (x509_status is None or x509_status.healthy),
             key=key_status,
             bundle=bundle_status,
             key_bound=bound,
             bundle_sequence=bundle.sequence,
             trust={} if self._trust_dir is None else self._trust_dir.status(),
+            x509=x509_status,
         )
         if self._feed is not None:
             self._feed.observe(status)
@@ -587,6 +647,8 @@ class Identity:
             )
             if self._trust_dir is not None:
                 self._trust_dir.watch()
+        if self._x509 is not None:
+            self._x509.watch()
         return self
 
     def close(self) -> None:
@@ -596,6 +658,8 @@ class Identity:
             self._watcher = None
         if self._trust_dir is not None:
             self._trust_dir.close()
+        if self._x509 is not None:
+            self._x509.close()
 
     def __enter__(self) -> Identity:
         return self

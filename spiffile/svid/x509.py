@@ -16,7 +16,7 @@ Who checks what:
   name, while the rule that every issuer is a CA stays enforced here.
 - The SPIFFE rules the Web PKI does not have are ours, checked first so that
   each broken rule raises its own error (one class per rule, stable ``code``):
-  exactly one URI SAN holding a valid SPIFFE ID (X.509-SVID §2); the leaf is
+  exactly one URI SAN holding a valid SPIFFE ID with a path (X.509-SVID §2); the leaf is
   not a CA, asserts ``digitalSignature`` and neither ``keyCertSign`` nor
   ``cRLSign`` (X.509-SVID §4.1, §4.3); every certificate after the leaf is a CA
   with ``keyCertSign`` (X.509-SVID §4.1); the authorities used are only those
@@ -189,8 +189,14 @@ def _extension(certificate: x509.Certificate, kind: type[x509.ExtensionType]) ->
 def _check_leaf(leaf: x509.Certificate) -> SpiffeId:
     spiffe_id = spiffe_id_of(leaf)
     constraints = _extension(leaf, x509.BasicConstraints)
-    if isinstance(constraints, x509.BasicConstraints) and constraints.ca:
+    if not isinstance(constraints, x509.BasicConstraints):
+        # X.509-SVID §4.1 says the leaf *sets* cA to false (py-spiffe agrees).
+        raise X509LeafCaError(f"the leaf of {spiffe_id} has no basic constraints (cA=false)")
+    if constraints.ca:
         raise X509LeafCaError(f"the leaf of {spiffe_id} is a CA certificate")
+    if not spiffe_id.path:
+        # X.509-SVID §2: a trust domain's own ID names no workload.
+        raise X509SpiffeIdError(f"the leaf names the trust domain {spiffe_id}, not a workload")
     usage = _extension(leaf, x509.KeyUsage)
     if not isinstance(usage, x509.KeyUsage):
         raise X509KeyUsageError(f"the leaf of {spiffe_id} has no key usage extension")
