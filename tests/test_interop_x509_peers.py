@@ -84,6 +84,40 @@ def test_pyspiffe_rejects_what_breaks_a_leaf_rule(
     assert answer["ok"] is False, (vector["id"], answer)
 
 
+@pytest.mark.network
+def test_pyspiffe_parses_the_svids_our_producer_writes(pyspiffe: Command, tmp_path: Path) -> None:
+    from spiffile import provision
+    from spiffile.provision.x509 import enable_x509
+
+    root = tmp_path / "root"
+    provision.init_root(root, trust_domain=TD)
+    enable_x509(root)
+    provision.add_service(root, "team/orders")
+    directory = root / "services" / "team" / "orders"
+    answer = pyspiffe.call(
+        "parse-x509-svid",
+        {
+            "chain": (directory / "svid.pem").read_text(),
+            "key": (directory / "svid_key.pem").read_text(),
+        },
+    )
+    assert answer == {"ok": True, "id": f"spiffe://{TD}/team/orders"}
+    done = subprocess.run(
+        [
+            str(OPENSSL or "openssl"),
+            "verify",
+            "-CAfile",
+            str(root / "svid_bundle.pem"),
+            str(directory / "svid.pem"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if OPENSSL is not None:
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
 needs_openssl = pytest.mark.skipif(OPENSSL is None, reason="openssl is not on PATH")
 
 

@@ -309,6 +309,19 @@ class Bundle:
         identities.pop(str(spiffe_id), None)
         return self._derive(identities, self._sequence)
 
+    @property
+    def extra(self) -> Mapping[str, Any]:
+        """Top-level members beyond the profile's, kept as read (extensions, e.g. X.509)."""
+        return copy.deepcopy(self._extra)
+
+    def with_extra(self, name: str, value: Any) -> Bundle:
+        """A copy carrying the extension member *name* (not one of the profile's own members)."""
+        if name in ("trust_domain", "spiffile_version", "identities", "spiffe_sequence"):
+            raise ValueError(f"{name!r} is a profile member, not an extension")
+        extra = dict(self._extra)
+        extra[name] = copy.deepcopy(value)
+        return Bundle(self._trust_domain, dict(self._raw), self._sequence, extra)
+
     def with_sequence(self, sequence: int) -> Bundle:
         """A copy carrying ``spiffe_sequence`` = *sequence*."""
         if type(sequence) is not int or sequence < 0:

@@ -26,6 +26,7 @@ from pathlib import Path
 import click
 
 from spiffile.cli import endpoint, producer, workload
+from spiffile.cli import x509 as x509_cli
 from spiffile.cli._options import (
     Seconds,
     SpiffileGroup,
@@ -68,7 +69,7 @@ def cli() -> None:
     """
 
 
-for _command in (*workload.COMMANDS, *producer.COMMANDS, *endpoint.COMMANDS):
+for _command in (*workload.COMMANDS, *producer.COMMANDS, *endpoint.COMMANDS, *x509_cli.COMMANDS):
     cli.add_command(_command)
 
 

@@ -29,12 +29,17 @@ __all__ = ["COMMANDS"]
 @click.command()
 @root_option
 @click.option("--trust-domain", required=True, help="Trust domain, e.g. example.org.")
+@click.option("--x509", "x509", is_flag=True, help="Also hold an X.509 CA (mTLS; extension).")
 @json_option
-def init(root: Path | None, trust_domain: str, as_json: bool) -> None:
+def init(root: Path | None, trust_domain: str, x509: bool, as_json: bool) -> None:
     """Create an identity root (idempotent for the same domain)."""
     from spiffile.provision import init_root
 
     created = init_root(need_root(root), trust_domain)
+    if x509:
+        from spiffile.provision.x509 import enable_x509
+
+        enable_x509(created)
     if as_json:
         emit_json(
             {

@@ -106,10 +106,13 @@ _MAX_NAME_BYTES: Final = MAX_ID_BYTES - len("spiffe://x/")
 _SEGMENT: Final = re.compile(r"[A-Za-z0-9._-]+")
 # A service directory holds these files; a nested service named like one of
 # them ("orders/id") would collide with its parent service's file.
-_RESERVED: Final = frozenset({ID_FILE, KEY_FILE, STAGED_KEY_FILE})
+_RESERVED: Final = frozenset({ID_FILE, KEY_FILE, STAGED_KEY_FILE, "svid.pem", "svid_key.pem"})
 # Left behind by an atomic_write killed between create and rename
 # (files.atomic_write names them ".<name>.<pid>.<thread>.<ns>.tmp").
-_STALE_TEMP: Final = re.compile(r"\.(?:id|key\.pem|key\.next\.pem|bundle\.json)\..+\.tmp")
+_STALE_TEMP: Final = re.compile(
+    r"\.(?:id|key\.pem|key\.next\.pem|bundle\.json|svid\.pem|svid_key\.pem|svid_bundle\.pem"
+    r"|ca\.pem|state\.json)\..+\.tmp"
+)
 # Private test hook: the crash tests set it to a step name below to SIGKILL the
 # producer between two durable writes.  Inert unless set to one of them.
 _CRASH_ENV: Final = "SPIFFILE_TEST_CRASH_AT"

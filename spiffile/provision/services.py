@@ -96,6 +96,8 @@ from spiffile.provision.root import (
     sweep_stale_temporaries,
     validate_service_name,
 )
+from spiffile.provision.x509 import SVID_FILE, SVID_KEY_FILE, x509_env
+from spiffile.provision.x509 import service_hook as x509_service_hook
 from spiffile.spiffe_id import SpiffeId
 
 if TYPE_CHECKING:
@@ -320,6 +322,7 @@ def add_service(root: RootLike, name: str, *, group: int | str | None = None) ->
             step("add:key-written")
         else:
             bundle = _bind(root, bundle, sid, key)
+        x509_service_hook(root, name, force=False)
         return _info(bundle, name, sid, directory)
 
 
@@ -451,6 +454,7 @@ def rotate_service(root: RootLike, name: str, keep_old: bool = True) -> str:
         step("rotate:committed")
         if not keep_old:
             _prune(root, bundle, sid, directory, name)
+        x509_service_hook(root, name, force=True)
         return kid
 
 
@@ -493,7 +497,9 @@ def remove_service(root: RootLike, name: str) -> None:
         check_service_dirs(root, name)
         directory = service_dir(root, name)
         _check_owner(directory, sid)
-        files = [directory / f for f in (STAGED_KEY_FILE, KEY_FILE, ID_FILE)]
+        files = [
+            directory / f for f in (STAGED_KEY_FILE, KEY_FILE, SVID_KEY_FILE, SVID_FILE, ID_FILE)
+        ]
         present = [path for path in files if os.path.lexists(path)]
         # Raw membership: a malformed entry for this ID must go as well.
         entry_present = str(sid) in bundle.to_document()["identities"]
@@ -581,6 +587,7 @@ def service_env(root: RootLike, name: str) -> dict[str, str]:
         "SPIFFILE_ID_FILE": os.fspath(directory / ID_FILE),
         "SPIFFILE_KEY_FILE": os.fspath(directory / KEY_FILE),
         "SPIFFILE_BUNDLE_FILE": os.fspath(root.bundle_path),
+        **x509_env(root, name),
     }
 
 
@@ -588,10 +595,7 @@ def load_identity(root: RootLike, name: str, **options: Any) -> Identity:
     """The :class:`~spiffile.Identity` of service *name*, reading the root's files in place."""
     from spiffile.identity import Identity  # Imported late: identity is a sibling layer.
 
-    env = service_env(root, name)
-    return Identity.from_files(
-        env["SPIFFILE_ID_FILE"], env["SPIFFILE_KEY_FILE"], env["SPIFFILE_BUNDLE_FILE"], **options
-    )
+    return Identity.from_env(service_env(root, name), **options)
 
 
 def export_kubernetes(root: RootLike, name: str, *, namespace: str | None = None) -> str:
