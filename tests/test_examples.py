@@ -22,6 +22,7 @@ NEEDS = {
     "health_metrics.py": ("requests", "prometheus_client"),
     "orders_billing_grpc.py": ("grpc",),
     "two_services/run.py": ("fastapi", "uvicorn", "httpx", "flask", "gunicorn", "requests"),
+    "mtls_orders_billing.py": ("uvicorn", "httpx"),
 }
 
 
@@ -119,4 +120,43 @@ def test_two_services_fastapi_uvicorn_and_flask_gunicorn(root: Path) -> None:
         f"inventory says why: 403 GET '/stock': not_allowed: caller {orders} is not allowed "
         "by one_of(spiffe://example.org/billing) (rule '<view stock>')",
         "billing says why: 401 GET '/invoices': missing_token: no bearer token",
+    ]
+
+
+def test_mtls_orders_billing_survives_a_rotation(tmp_path: Path) -> None:
+    from spiffile.provision.x509 import enable_x509
+
+    path = tmp_path / "identity"
+    root = init_root(path, "example.org")
+    enable_x509(root)
+    for name in ("orders", "billing"):
+        add_service(root, name)
+    out = run_example("mtls_orders_billing.py", str(path)).splitlines()
+    assert out[0] == "orders -> billing: 200 billing serves spiffe://example.org/orders"
+    assert out[1].endswith("answered, 0 failed")
+    assert out[2] == "billing's certificate rotated without a restart: True"
+
+
+def test_mtls_orders_billing_on_spiffe_helper_files(tmp_path: Path) -> None:
+    """The same code on directories laid out as spiffe-helper writes them."""
+    import shutil
+
+    from spiffile.provision.x509 import enable_x509
+
+    path = tmp_path / "identity"
+    root = init_root(path, "example.org")
+    enable_x509(root)
+    dirs = []
+    for name in ("orders", "billing"):
+        add_service(root, name)
+        helper_dir = tmp_path / f"{name}-certs"
+        helper_dir.mkdir()
+        for file in ("svid.pem", "svid_key.pem"):
+            shutil.copy(path / "services" / name / file, helper_dir / file)
+        shutil.copy(path / "svid_bundle.pem", helper_dir / "svid_bundle.pem")
+        dirs.append(str(helper_dir))
+    out = run_example("mtls_orders_billing.py", "--spiffe-helper", *dirs).splitlines()
+    assert out == [
+        "orders -> billing: 200 billing serves spiffe://example.org/orders",
+        "calls: 11 answered, 0 failed",
     ]
