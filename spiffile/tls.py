@@ -62,6 +62,7 @@ from spiffile.errors import (
     PeerNotAllowedError,
     SpiffileError,
     TLSPeerRejectedError,
+    X509MalformedError,
 )
 from spiffile.files import FileStatus, FileView, Watcher, ephemeral_pem_paths
 from spiffile.spiffe_id import SpiffeId
@@ -362,10 +363,19 @@ class X509Source:
 # -- contexts ----------------------------------------------------------------------------
 
 
-class _Check:
-    """What runs after each handshake: the SPIFFE verification and the authorization."""
+#: Verified chains a context remembers (by their exact DER), so a peer that reconnects
+#: is not verified again while every certificate of its path stays valid.
+_VERIFIED_CACHE_SIZE: Final = 256
 
-    __slots__ = ("allow", "authorities", "clock")
+
+class _Check:
+    """What runs after each handshake: the SPIFFE verification and the authorization.
+
+    One per generation of the files: the authorities never change under it,
+    so a chain verified once stays verified inside its validity windows.
+    """
+
+    __slots__ = ("allow", "authorities", "clock", "verified")
 
     def __init__(
         self,
@@ -376,11 +386,28 @@ class _Check:
         self.authorities = authorities
         self.allow = allow
         self.clock = clock
+        self.verified: dict[tuple[bytes, ...], tuple[X509Svid, float, float]] = {}
+
+    def _verify(self, sslobj: Any, now: float) -> X509Svid:
+        presented = _presented_der(sslobj)
+        hit = self.verified.get(presented)
+        if hit is not None and hit[1] <= now <= hit[2]:
+            return hit[0]
+        try:
+            chain = [x509.load_der_x509_certificate(der) for der in presented]
+        except ValueError:
+            raise X509MalformedError("a presented certificate does not parse") from None
+        svid = verify_at(chain, self.authorities, now)
+        start = max(c.not_valid_before_utc.timestamp() for c in svid.chain)
+        end = min(c.not_valid_after_utc.timestamp() for c in svid.chain)
+        if len(self.verified) >= _VERIFIED_CACHE_SIZE:
+            self.verified.clear()
+        self.verified[presented] = (svid, start, end)
+        return svid
 
     def __call__(self, sslobj: Any) -> X509Svid:
-        chain = _presented_chain(sslobj)
         try:
-            svid = verify_at(chain, self.authorities, self.clock())
+            svid = self._verify(sslobj, self.clock())
         except InvalidX509SvidError as exc:
             raise TLSPeerRejectedError(f"peer refused: {exc}", error=exc) from None
         try:
@@ -399,25 +426,17 @@ class _Check:
         return svid
 
 
-def _presented_chain(sslobj: Any) -> list[x509.Certificate]:
-    """The chain the peer sent (leaf first); only the leaf on a resumed session."""
-    inner = sslobj._sslobj
-    certificates: list[x509.Certificate] = []
-    getter = getattr(inner, "get_unverified_chain", None)
+def _presented_der(sslobj: Any) -> tuple[bytes, ...]:
+    """The chain the peer sent (leaf first), as DER; only the leaf on a resumed session."""
+    getter = getattr(sslobj._sslobj, "get_unverified_chain", None)
     presented = getter() if getter is not None else None
     if presented:
-        for certificate in presented:
-            der = certificate.public_bytes(ssl._ssl.ENCODING_DER)  # type: ignore[attr-defined]
-            certificates.append(x509.load_der_x509_certificate(der))
-    else:
-        leaf = sslobj.getpeercert(binary_form=True)
-        if not leaf:
-            raise TLSPeerRejectedError(
-                "peer refused: it presented no certificate",
-                error=InvalidX509SvidError("no peer certificate"),
-            )
-        certificates.append(x509.load_der_x509_certificate(leaf))
-    return certificates
+        encoding = ssl._ssl.ENCODING_DER  # type: ignore[attr-defined]
+        return tuple(certificate.public_bytes(encoding) for certificate in presented)
+    leaf = sslobj.getpeercert(binary_form=True)
+    if not leaf:
+        raise X509MalformedError("the peer presented no certificate")
+    return (leaf,)
 
 
 def _finish(connection: Any) -> None:

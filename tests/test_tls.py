@@ -382,3 +382,21 @@ def test_mismatched_key_is_refused_at_load_and_kept_during_rotation(realm: Realm
     atomic_write(directory / "svid_key.pem", other.key_pem, mode=0o600)
     assert source.svid.leaf.serial_number == other.cert.serial_number
     assert source.status().healthy
+
+
+def test_a_remembered_chain_is_checked_again_once_it_expires(realm: Realm, serve: Any) -> None:
+    """Verified chains are remembered per context, but never past their validity window."""
+    now = [float(realm.forge.now)]
+    server_src = realm.source(realm.svid("server", SERVER), clock=lambda: now[0])
+    client_src = realm.source(realm.svid("client", CLIENT))
+    server = serve(server_src.server_ssl_context(allow=only(CLIENT)))
+    client_ctx = client_src.client_ssl_context(allow=only(SERVER))
+    assert call(client_ctx, server)[1] == b"pong:ping"
+    assert call(client_ctx, server)[1] == b"pong:ping"
+    now[0] += 7200  # The client's SVID (one hour) has expired for the server.
+    with pytest.raises((ssl.SSLError, ConnectionError, AssertionError)):
+        assert call(client_ctx, server)[1] == b"pong:ping"
+    results = server.wait(3)
+    assert [r.error is None for r in results] == [True, True, False]
+    assert isinstance(results[2].error, TLSPeerRejectedError)
+    assert results[2].error.error.code == "x509_expired"

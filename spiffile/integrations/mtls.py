@@ -84,7 +84,7 @@ def uvicorn_config(app: Any, context: ssl.SSLContext, **options: Any) -> uvicorn
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
     class _PeerProtocol(H11Protocol):
-        def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+        def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
             ssl_object = transport.get_extra_info("ssl_object")
             svid = peer_svid(ssl_object)  # The handshake completed and passed.
