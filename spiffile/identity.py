@@ -215,7 +215,10 @@ def _find_x509(
     from spiffile.tls import X509Source  # Imported late: only X.509 users pay for ssl.
 
     clock = options.get("clock", time.time)
-    return X509Source.find(environ, directory, clock=clock)
+    trust_dir = options.get("trust_dir")
+    if not isinstance(trust_dir, str | os.PathLike):
+        trust_dir = None  # A TrustDirectory object: JWT federation only.
+    return X509Source.find(environ, directory, clock=clock, trust_dir=trust_dir)
 
 
 class Identity:

@@ -58,18 +58,20 @@ from cryptography.hazmat.primitives import serialization
 from spiffile.authorize import Allow, Authorizer, coerce
 from spiffile.errors import (
     ConfigurationError,
+    InvalidSpiffeIdError,
     InvalidX509SvidError,
     PeerNotAllowedError,
     SpiffileError,
     TLSPeerRejectedError,
     X509MalformedError,
 )
-from spiffile.files import FileStatus, FileView, Watcher, ephemeral_pem_paths
-from spiffile.spiffe_id import SpiffeId
+from spiffile.files import DirectoryView, FileStatus, FileView, Watcher, ephemeral_pem_paths
+from spiffile.spiffe_id import SpiffeId, validate_trust_domain
 from spiffile.svid.x509 import (
     Authorities,
     SvidPrivateKey,
     X509Svid,
+    authorities_from_document,
     load_authorities,
     load_certificates,
     load_private_key,
@@ -174,11 +176,14 @@ class X509Source:
         bundle_file: str | os.PathLike[str],
         *,
         federated: Mapping[str, Iterable[x509.Certificate]] | None = None,
+        trust_dir: str | os.PathLike[str] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """Load the three files; raise a :class:`SpiffileError` if they are unusable now.
 
         *federated* adds the X.509 authorities of other trust domains, by name.
+        *trust_dir* adds those of every ``<trust-domain>.json`` document in a
+        directory (PROFILE.md §12.3), followed as files come, change and go.
         """
         self._clock = clock
         self._lock = threading.Lock()
@@ -197,12 +202,25 @@ class X509Source:
         self._svid_view: FileView[_Pem] = views[0]
         self._key_view: FileView[_KeyPem] = views[1]
         self._bundle_view: FileView[_Pem] = views[2]
-        self._seen: tuple[object, object, object] | None = None
+        self._trust_dir: DirectoryView[tuple[x509.Certificate, ...]] | None = None
+        if trust_dir is not None:
+            try:
+                self._trust_dir = DirectoryView(
+                    trust_dir,
+                    lambda _name, data: authorities_from_document(data),
+                    suffix=".json",
+                    description="trust document (X.509 authorities)",
+                    accept_name=_is_trust_domain,
+                    clock=clock,
+                )
+            except (OSError, ValueError) as exc:
+                raise ConfigurationError(f"cannot read trust directory: {exc}") from exc
+        self._seen: tuple[object, ...] | None = None
         self._error: str | None = None
         self._version = 0
-        material = self._build(self._svid_view.get(), self._key_view.get(), self._bundle_view.get())
-        self._material = material
-        self._seen = (self._svid_view.get(), self._key_view.get(), self._bundle_view.get())
+        seen = self._observe()
+        self._material = self._build(*seen)
+        self._seen = seen
 
     # -- construction ------------------------------------------------------------------
 
@@ -254,10 +272,22 @@ class X509Source:
 
     # -- the material ------------------------------------------------------------------
 
-    def _build(self, chain: _Pem, key: _KeyPem, bundle: _Pem) -> _Material:
+    def _observe(self) -> tuple[Any, ...]:
+        """The current value of every file: compared by identity to notice a change."""
+        seen: list[Any] = [self._svid_view.get(), self._key_view.get(), self._bundle_view.get()]
+        if self._trust_dir is not None:
+            view = self._trust_dir
+            seen.append(tuple((name, view.get(name)) for name in view.names()))
+        return tuple(seen)
+
+    def _build(self, chain: _Pem, key: _KeyPem, bundle: _Pem, directory: Any = ()) -> _Material:
         svid, _ = parse_svid(chain.raw, key.raw)
         own = svid.id.trust_domain
-        authorities: dict[str, tuple[x509.Certificate, ...]] = dict(self._federated)
+        authorities: dict[str, tuple[x509.Certificate, ...]] = {}
+        for name, certificates in directory:
+            if certificates and name != own:
+                authorities[name] = certificates
+        authorities.update(self._federated)
         authorities[own] = bundle.certificates + self._federated.get(own, ())
         pem = "".join(
             c.public_bytes(serialization.Encoding.PEM).decode("ascii")
@@ -268,14 +298,13 @@ class X509Source:
         return _Material(self._version, svid, chain.raw, key.raw, authorities, pem)
 
     def _current(self) -> _Material:
-        chain, key, bundle = self._svid_view.get(), self._key_view.get(), self._bundle_view.get()
-        seen = (chain, key, bundle)
-        if seen == self._seen:
+        seen = self._observe()
+        if _same(seen, self._seen):
             return self._material
         with self._lock:
-            if seen != self._seen:
+            if not _same(seen, self._seen):
                 try:
-                    self._material = self._build(chain, key, bundle)
+                    self._material = self._build(*seen)
                     self._error = None
                 except SpiffileError as exc:
                     # A rotation caught between the certificate and the key:
@@ -342,6 +371,7 @@ class X509Source:
         """Reload the files as soon as they change (watchfiles), off the handshake path."""
         if self._watcher is None:
             self._watcher = Watcher([self._svid_view, self._key_view, self._bundle_view])  # type: ignore[list-item]
+            # The trust directory is checked on every new connection (one stat).
         return self
 
     def close(self) -> None:
@@ -358,6 +388,29 @@ class X509Source:
 
     def __repr__(self) -> str:
         return f"X509Source({str(self._material.svid.id)!r})"
+
+
+def _same(seen: tuple[Any, ...], before: tuple[Any, ...] | None) -> bool:
+    # Identity, not equality: a view returns the same object until its file changes.
+    if before is None or len(seen) != len(before):
+        return False
+    for now, then in zip(seen[:3], before[:3], strict=True):
+        if now is not then:
+            return False
+    if len(seen) == 3:
+        return True
+    listed, previous = seen[3], before[3]
+    return len(listed) == len(previous) and all(
+        a[0] == b[0] and a[1] is b[1] for a, b in zip(listed, previous, strict=True)
+    )
+
+
+def _is_trust_domain(name: str) -> bool:
+    try:
+        validate_trust_domain(name)
+    except InvalidSpiffeIdError:
+        return False
+    return True
 
 
 # -- contexts ----------------------------------------------------------------------------

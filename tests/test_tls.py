@@ -400,3 +400,32 @@ def test_a_remembered_chain_is_checked_again_once_it_expires(realm: Realm, serve
     assert [r.error is None for r in results] == [True, True, False]
     assert isinstance(results[2].error, TLSPeerRejectedError)
     assert results[2].error.error.code == "x509_expired"
+
+
+def test_federated_authorities_from_a_trust_directory(realm: Realm, serve: Any) -> None:
+    """other.example's authorities come from its SPIFFE bundle (x5c) in the trust directory."""
+    import base64
+    import json
+
+    from cryptography.hazmat.primitives import serialization
+
+    trust = realm.tmp / "trust"
+    trust.mkdir()
+    server_src = X509Source.from_dir(realm.svid("server", SERVER), trust_dir=trust)
+    server = serve(server_src.server_ssl_context(allow=f"spiffe://{OTHER}/client"))
+    foreign = realm.forge.leaf("tls/foreign", realm.other_root, f"spiffe://{OTHER}/client")
+    client_dir = write_svid(realm.tmp / "foreign", foreign, [realm.other_root.cert])
+    client_src = X509Source.from_dir(client_dir, federated={TD: [realm.root.cert]})
+    client_ctx = client_src.client_ssl_context(allow=SERVER)
+    # Before other.example's document exists, its peers are unknown.
+    with pytest.raises((ssl.SSLError, ConnectionError, AssertionError)):
+        assert call(client_ctx, server)[1] == b"pong:ping"
+    der = realm.other_root.cert.public_bytes(serialization.Encoding.DER)
+    document = {
+        "keys": [{"use": "x509-svid", "kty": "EC", "x5c": [base64.b64encode(der).decode()]}]
+    }
+    atomic_write(trust / f"{OTHER}.json", json.dumps(document).encode())
+    seen, reply = call(client_ctx, server)
+    assert reply == b"pong:ping" and str(seen) == SERVER
+    results = server.wait(2)
+    assert results[0].error is not None and str(results[1].peer) == f"spiffe://{OTHER}/client"

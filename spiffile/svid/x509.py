@@ -25,6 +25,8 @@ Who checks what:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -347,4 +349,44 @@ def load_authorities(data: bytes) -> tuple[x509.Certificate, ...]:
     return load_certificates(data, limit=MAX_AUTHORITIES)
 
 
-__all__ += ["load_authorities"]
+def authorities_from_document(data: bytes) -> tuple[x509.Certificate, ...]:
+    """The X.509 authorities a trust document carries (federation; may be none).
+
+    A SPIFFE bundle (a JWK Set): the first ``x5c`` certificate of each
+    ``x509-svid`` entry (SPIFFE Trust Domain and Bundle §4.2.1).  A spiffile
+    bundle: its ``x509_authorities`` member (PROFILE.md §13.4).  Both hold
+    standard base64 DER.  Anything else carries no X.509 authority.
+    """
+    from spiffile._wire import WireError, loads_object  # Imported late: JSON is rare here.
+
+    if len(data) > MAX_PEM_BYTES * 4:
+        raise X509MalformedError("trust document too large")
+    try:
+        document = loads_object(data, cap_nesting=False)
+    except WireError as exc:
+        raise X509MalformedError(f"trust document {exc}") from None
+    encoded: list[object] = []
+    keys = document.get("keys")
+    if isinstance(keys, list):
+        for entry in keys:
+            if isinstance(entry, dict) and entry.get("use") == "x509-svid":
+                chain = entry.get("x5c")
+                encoded.append(chain[0] if isinstance(chain, list) and chain else None)
+    members = document.get("x509_authorities")
+    if isinstance(members, list):
+        encoded += members
+    if len(encoded) > MAX_AUTHORITIES:
+        raise X509MalformedError(f"more than {MAX_AUTHORITIES} X.509 authorities")
+    certificates = []
+    for item in encoded:
+        if not isinstance(item, str):
+            raise X509MalformedError("an X.509 authority is not a base64 string")
+        try:
+            der = base64.b64decode(item, validate=True)
+            certificates.append(x509.load_der_x509_certificate(der))
+        except (ValueError, binascii.Error):
+            raise X509MalformedError("an X.509 authority is not base64 DER") from None
+    return tuple(certificates)
+
+
+__all__ += ["authorities_from_document", "load_authorities"]
