@@ -420,3 +420,75 @@ def test_advisory_every_file_error_names_the_file(root: Path, broken: str) -> No
         if done.returncode == 0:
             continue  # list reads no id file
         assert str(path) in one_error_line(done), (args, done.stderr)
+
+
+# --- operators can see and repair a root --------------------------------------------------------
+
+
+def test_advisory_one_broken_service_hides_nothing_and_doctor_repairs_it(root: Path) -> None:
+    """Availability and visibility finding: one corrupt ``key.pem`` made ``list`` fail for
+    the whole root, and a deleted key hid its service from ``list`` while its public
+    key was still trusted.  ``list`` now shows every service and bundle entry with
+    a per-entry error and exits 1; ``doctor`` gives each problem the command that
+    repairs it, and running those commands leaves a healthy root.
+    """
+    r = str(root)
+    for name in ("ledger", "gone", "team", "team/payments"):
+        add_service(root, name)
+    services = root / "services"
+    (services / "orders" / "key.pem").write_text("not a key\n")
+    (services / "billing" / "key.pem").unlink()
+    ledger_pem = (services / "ledger" / "key.pem").read_bytes()
+    (services / "ledger" / "id").write_bytes(ledger_pem)
+    for leftover in ("id", "key.pem"):
+        (services / "gone" / leftover).unlink()
+    (services / "gone").rmdir()
+    assert spiffile("rotate", "--root", r, "team", "--stage").returncode == 0
+
+    listed = spiffile("list", "--root", r, "--json")
+    assert listed.returncode == 1 and b"Traceback" not in listed.stderr
+    entries = {entry["id"]: entry for entry in json.loads(listed.stdout)}
+    assert set(entries) == {
+        f"spiffe://{TD}/{n}"
+        for n in ("orders", "billing", "ledger", "gone", "team", "team/payments")
+    }
+    assert entries[ORDERS]["error"] and entries[BILLING]["error"]
+    assert entries[f"spiffe://{TD}/gone"]["error"] and entries[f"spiffe://{TD}/ledger"]["error"]
+    assert entries[f"spiffe://{TD}/team"]["error"] is None
+    assert entries[f"spiffe://{TD}/team"]["staged_kid"] is not None
+    table = spiffile("list", "--root", r)
+    assert "4 entries have problems" in one_error_line(table)
+    assert b"team/payments" in table.stdout and b"BROKEN" in table.stdout
+
+    doctor = spiffile("doctor", "--root", r, "--json")
+    assert doctor.returncode == 1
+    report = json.loads(doctor.stdout)
+    assert report["healthy"] is False
+    codes = {finding["code"] for finding in report["findings"]}
+    assert {"key_invalid", "key_missing", "id_invalid", "orphan_entry", "staged_rotation"} <= codes
+    assert "nested_service" in codes
+    # Nothing from the key that was copied over ledger's id file.
+    body = "".join(ledger_pem.decode().splitlines()[1:-1])
+    assert not _leaks(body, doctor.stdout.decode() + doctor.stderr.decode())
+
+    path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+    for finding in report["findings"]:
+        if finding["repair"] and finding["severity"] == "error":
+            done = subprocess.run(
+                ["sh", "-c", finding["repair"]],
+                env={**os.environ, "PATH": path},
+                capture_output=True,
+                timeout=120,
+                check=False,
+            )
+            assert done.returncode == 0, (finding, done.stderr)
+    after = json.loads(spiffile("doctor", "--root", r, "--json").stdout)
+    assert {f["code"] for f in after["findings"]} == {"staged_rotation", "nested_service"}
+    assert spiffile("rotate", "--root", r, "team", "--commit").returncode == 0
+    assert spiffile("list", "--root", r).returncode == 0
+    healthy = spiffile("doctor", "--root", r, "--json")
+    assert [f["code"] for f in json.loads(healthy.stdout)["findings"]] == ["nested_service"]
+    assert healthy.returncode == 1  # A nested layout stays a warning until it is moved.
+    assert spiffile("remove", "--root", r, "team/payments").returncode == 0
+    clean = spiffile("doctor", "--root", r)
+    assert clean.returncode == 0 and clean.stdout.endswith(b": healthy\n"), clean.stdout

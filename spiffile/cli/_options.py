@@ -152,10 +152,13 @@ def complete_service(
     if not root:
         return []
     try:
-        from spiffile.provision import list_services, open_root
+        from spiffile.provision import open_root
+        from spiffile.provision.doctor import survey
 
-        # A producer holding the lock must not freeze the user's shell.
-        names = [info.name for info in list_services(open_root(root, lock_timeout=0.5))]
+        # A producer holding the lock must not freeze the user's shell; one
+        # broken service must not hide the others.
+        entries = survey(open_root(root, lock_timeout=0.5)).entries
+        names = [entry.name for entry in entries if entry.name]
     except Exception:
         return []
     return [click.shell_completion.CompletionItem(n) for n in names if n.startswith(incomplete)]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from spiffile._quote import printable
 from spiffile.cli._options import (
     emit_json,
     info_json,
@@ -203,21 +204,80 @@ def remove(root: Path | None, name: str, as_json: bool) -> None:
 @root_option
 @json_option
 def list_(root: Path | None, as_json: bool) -> None:
-    """List the services of a root."""
-    from spiffile.provision import list_services
+    """List every service and bundle entry of a root.
 
-    infos = list_services(opened_root(root))
+    A broken entry (a key that does not parse, a deleted key whose public
+    key is still trusted, an orphan bundle entry) is listed with its error,
+    and the exit status is 1; `spiffile doctor` says how to repair it.
+    """
+    from spiffile.provision.doctor import survey
+
+    entries = survey(opened_root(root)).entries
+    broken = [entry for entry in entries if entry.error is not None]
     if as_json:
-        emit_json([info_json(info) for info in infos])
-        return
-    if not infos:
+        emit_json([entry.as_dict() for entry in entries])
+    elif not entries:
         click.echo("no services")
-        return
-    rows = [("NAME", "SPIFFE ID", "KID", "KEYS", "STAGED")]
-    rows += [(i.name, str(i.id), i.kid, str(len(i.bound_kids)), i.staged_kid or "-") for i in infos]
-    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
-    for row in rows:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    else:
+        rows = [("NAME", "SPIFFE ID", "KID", "KEYS", "STAGED")]
+        for entry in entries:
+            info = entry.info
+            rows.append(
+                (
+                    entry.name or "-",
+                    entry.id,
+                    info.kid if info else "BROKEN",
+                    str(len(info.bound_kids)) if info else "-",
+                    (info.staged_kid if info else None) or "-",
+                )
+            )
+        widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
+        for row in rows:
+            line = "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
+            click.echo(printable(line.rstrip()))
+        for entry in broken:
+            click.echo(one_line(f"{entry.name or entry.id}: {entry.error}"))
+    if broken:
+        plural = "entry has a problem" if len(broken) == 1 else "entries have problems"
+        raise click.ClickException(
+            f"{len(broken)} {plural}; `spiffile doctor` shows how to repair them"
+        )
+
+
+@click.command()
+@root_option
+@json_option
+def doctor(root: Path | None, as_json: bool) -> None:
+    """Check a root and print the command that repairs each problem.
+
+    Reports bundle entries without a service, key files that do not parse
+    or are not bound, staged rotations, names that differ only in case,
+    nested service directories, unsafe modes, owners and links, and
+    spiffe_sequence problems.  Exits 0 only for a healthy root (a staged
+    rotation is a notice, not a problem).
+    """
+    from spiffile.provision.doctor import survey
+
+    found = survey(opened_root(root))
+    if as_json:
+        emit_json(
+            {
+                "root": str(found.root),
+                "healthy": found.healthy,
+                "findings": [finding.as_dict() for finding in found.findings],
+            }
+        )
+    else:
+        for finding in found.findings:
+            click.echo(one_line(f"{finding.severity}: [{finding.code}] {finding.message}"))
+            if finding.repair is not None:
+                click.echo(f"  repair: {one_line(finding.repair)}")
+        if found.healthy:
+            click.echo(f"{found.root}: healthy")
+    if not found.healthy:
+        problems = sum(1 for f in found.findings if f.severity != "notice")
+        plural = "problem" if problems == 1 else "problems"
+        raise click.ClickException(f"{found.root}: {problems} {plural}")
 
 
 def _dotenv_value(value: str) -> str:
@@ -328,4 +388,4 @@ def export_jwks(root: Path | None, name: str) -> None:
     emit_json(spiffe_jwt_bundle(document, info.id))
 
 
-COMMANDS = (init, add, rotate, revoke, prune, remove, list_, env, export, export_jwks)
+COMMANDS = (init, add, rotate, revoke, prune, remove, list_, doctor, env, export, export_jwks)
