@@ -41,6 +41,7 @@ from spiffile.provision.root import (
     directory_problem,
     locked,
     root_findings,
+    service_dir,
     service_id,
 )
 from spiffile.provision.services import ServiceInfo
@@ -139,17 +140,19 @@ def survey(root: RootLike) -> Survey:
     root = as_root(root)
     result = Survey(root.path)
     commands = _Commands(root)
+    blocked: set[Path] = set()
     for found in root_findings(root):
         result.findings.append(
             Finding(found.kind, "error", str(found.path), found.message, found.repair)
         )
+        blocked.add(found.path)
     with locked(root) as bundle:
         seen: set[str] = set()
         for name, directory in _service_directories(root):
             entry = _service(root, bundle, name, directory, commands, result.findings)
             result.entries.append(entry)
             seen.add(entry.id)
-        _bundle_entries(root, bundle, seen, commands, result)
+        _bundle_entries(root, bundle, seen, blocked, commands, result)
         _sequence(root, bundle, result.findings)
     _collisions(result, commands)
     _nested(result)
@@ -346,7 +349,12 @@ def _bound(bundle: Bundle, sid: SpiffeId) -> tuple[str, ...] | None:
 
 
 def _bundle_entries(
-    root: Root, bundle: Bundle, seen: set[str], commands: _Commands, result: Survey
+    root: Root,
+    bundle: Bundle,
+    seen: set[str],
+    blocked: set[Path],
+    commands: _Commands,
+    result: Survey,
 ) -> None:
     """Bundle entries with no service directory: keys trusted for a service that is gone."""
     prefix = f"spiffe://{root.trust_domain}/"
@@ -362,6 +370,14 @@ def _bundle_entries(
                 name = None
             else:
                 repair = commands.spiffile("remove", name)
+        if name is not None:
+            directory = service_dir(root, name)
+            unsafe = next((p for p in blocked if p == directory or p in directory.parents), None)
+            if unsafe is not None:
+                # Not read: a directory others may write (its own finding says how to fix it).
+                message = f"not read: {unsafe} is not safe to read (see its finding)"
+                result.entries.append(ServiceEntry(name, text, directory, None, message))
+                continue
         try:
             count = len(bundle.keys_for(text))
         except UnknownIdentityError:
