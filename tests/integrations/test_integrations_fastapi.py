@@ -58,6 +58,10 @@ def routes(app: FastAPI, identity: Identity | None) -> FastAPI:
     async def whoami(caller: Annotated[Caller, anyone]) -> dict[str, str]:
         return {"caller": str(caller.id)}
 
+    @app.get("/selfcheck")  # Exempt from the middleware: the dependency verifies.
+    def selfcheck(caller: Annotated[Caller, Security(require_caller(allow=["orders"]))]) -> str:
+        return str(caller.id)
+
     @app.get("/catalog")
     def catalog(caller: Annotated[Caller | None, maybe]) -> dict[str, str | None]:
         return {"caller": None if caller is None else str(caller.id)}
@@ -80,7 +84,7 @@ def wrapped(realm: Realm) -> Iterator[str]:
         SpiffileMiddleware,
         identity=realm.billing,
         allow=["orders", "reports"],
-        exempt_paths=DOCS_PATHS,
+        exempt_paths=[*DOCS_PATHS, "/selfcheck"],
         optional_paths=["/catalog"],
     )
     with serve_asgi(app) as url:
@@ -150,6 +154,16 @@ def test_middleware_rules_still_apply_first(realm: Realm, wrapped: str) -> None:
     # The middleware's own 401 body, before any dependency runs.
     response = get(wrapped, "/whoami")
     assert (response.status_code, response.json()) == (401, {"error": "missing_token"})
+
+
+def test_dependency_on_a_path_the_middleware_exempts_verifies_itself(
+    realm: Realm, reports: Identity, wrapped: str
+) -> None:
+    """The middleware's identity is at hand even where it read no token: fail closed."""
+    assert get(wrapped, "/selfcheck").status_code == 401
+    assert get(wrapped, "/selfcheck", realm.ghost.token(BILLING)).status_code == 401
+    assert get(wrapped, "/selfcheck", reports.token(BILLING)).status_code == 403
+    assert get(wrapped, "/selfcheck", realm.orders.token(BILLING)).json() == ORDERS
 
 
 def test_dependency_without_identity_or_middleware_fails_closed(realm: Realm) -> None:
