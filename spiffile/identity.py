@@ -227,6 +227,7 @@ class Identity:
     # Class-level defaults, so that subclasses with their own __init__ have them.
     _metrics: MetricsRecorder = NO_METRICS
     _feed: ChangeFeed | None = None
+    _x509: X509Source | None = None
 
     def __init__(
         self,
