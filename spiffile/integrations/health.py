@@ -8,7 +8,7 @@ rotation (PROFILE.md §8.3) an operator stages the new key, polls every
 workload until it reports the new bundle sequence, and only then commits::
 
     app = SpiffileMiddleware(app, identity, exempt_paths=["/healthz"])
-    # Starlette / FastAPI: app.mount("/healthz", health_asgi(identity))
+    # FastAPI / Starlette: app.routes.append(Route("/healthz", health_asgi(identity)))
     # Flask / WSGI: werkzeug's DispatcherMiddleware(app, {"/healthz": health_wsgi(identity)})
 
 The body leaves out file paths and error messages unless ``detail=True``:
@@ -59,15 +59,18 @@ def _answer(
     return code, (b"" if method == "HEAD" else body), headers
 
 
-def health_asgi(
-    identity: Identity, *, detail: bool = False
-) -> Callable[
-    [MutableMapping[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]],
-    Awaitable[None],
-]:
-    """An ASGI 3 app answering every HTTP request with the identity's health."""
+class _HealthApp:
+    # A class, not a function: Starlette's Route treats an instance as an
+    # ASGI app, so Route("/healthz", ...) serves it at that exact path (a
+    # mount would redirect /healthz to /healthz/).
+    __slots__ = ("_detail", "_identity")
 
-    async def app(
+    def __init__(self, identity: Identity, detail: bool) -> None:
+        self._identity = identity
+        self._detail = detail
+
+    async def __call__(
+        self,
         scope: MutableMapping[str, Any],
         receive: Callable[[], Awaitable[Any]],
         send: Callable[[Any], Awaitable[None]],
@@ -82,7 +85,7 @@ def health_asgi(
                     return
         if scope["type"] != "http":
             return
-        code, body, headers = _answer(identity, scope.get("method", "GET"), detail)
+        code, body, headers = _answer(self._identity, scope.get("method", "GET"), self._detail)
         await send(
             {
                 "type": "http.response.start",
@@ -92,7 +95,19 @@ def health_asgi(
         )
         await send({"type": "http.response.body", "body": body})
 
-    return app
+
+def health_asgi(
+    identity: Identity, *, detail: bool = False
+) -> Callable[
+    [MutableMapping[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]],
+    Awaitable[None],
+]:
+    """An ASGI 3 app answering every HTTP request with the identity's health.
+
+    FastAPI and Starlette: ``app.routes.append(Route("/healthz", health_asgi(identity)))``
+    (``starlette.routing.Route``).
+    """
+    return _HealthApp(identity, detail)
 
 
 def health_wsgi(identity: Identity, *, detail: bool = False) -> WSGIApplication:
