@@ -109,3 +109,16 @@ def test_detail_shows_paths_and_errors(root: Root) -> None:
     doc = json.loads(body)
     assert code == 503
     assert doc["bundle"]["path"] == str(bundle) and doc["bundle"]["error"]
+
+
+def test_fastapi_route_serves_the_exact_path(root: Root) -> None:
+    pytest.importorskip("fastapi")
+    from fastapi import FastAPI
+    from starlette.routing import Route
+
+    identity = load_identity(root, "orders")
+    app = FastAPI()
+    app.routes.append(Route("/healthz", health_asgi(identity)))
+    with serve_asgi(app) as url:
+        code, _headers, body = get(url + "/healthz")
+    assert code == 200 and json.loads(body)["kid"] == identity.kid
