@@ -34,14 +34,23 @@ from benchmarks._fixtures import (
 )
 from benchmarks._report import Row, Target
 from benchmarks._timing import Op, calibrate, median_ratio, run_interleaved
-from spiffile import Identity, svid
+from spiffile import Identity, _wire, svid
 from spiffile.bundle import Bundle
-from spiffile.errors import InvalidTokenError, SignatureError, SpiffileError, TokenTooLargeError
+from spiffile.errors import (
+    InvalidTokenError,
+    SignatureError,
+    SpiffileError,
+    TokenTooLargeError,
+    UnknownIdentityError,
+)
 
 __all__ = ["Settings", "run"]
 
 _ES256 = ec.ECDSA(hashes.SHA256())
 _TOKENS = 32
+#: Distinct tokens for the "never seen" Identity.verify row: four times the
+#: verified-token cache, so that no token is still cached when it comes round.
+_FRESH_TOKENS = 4096
 _TTL = 3000  # Long enough for a full run; under the verifier's default 3600 s cap.
 SIZES = (2, 1_000, 10_000, 100_000)
 MANY = "spiffe://example.org/many-keys"
@@ -91,7 +100,37 @@ def _hostile_tokens(pool: KeyPool, now: float) -> dict[str, str]:
     nested_json = '{"sub":"x","a":' + "[" * depth + "]" * depth + "}"
     nested = ".".join((head, _b64encode(nested_json.encode()), signature))
     assert len(nested) <= svid.MAX_TOKEN_BYTES
-    return {"big": big, "unknown_kid": unknown_kid, "nested": nested}
+    return {
+        "big": big,
+        "unknown_kid": unknown_kid,
+        "nested": nested,
+        "floats": _float_token(head, signature, ""),
+        "floats_colon": _float_token(head, signature, ',"note":"a:b"'),
+        "floats_cap": _float_token(head, signature, ',"note":"a:b"', at_cap=True),
+    }
+
+
+def _float_token(head: str, signature: str, extra: str, *, at_cap: bool = False) -> str:
+    """An 8 KiB token for a subject no bundle holds, its payload a flat array of floats.
+
+    Short floats fill the size cap (refused by the value count before any
+    parse); *at_cap* writes as many long floats as the value cap allows
+    instead, the dearest payload that is parsed.  *extra* with a ``:``
+    inside a string defeats the payload's fast path (``_wire.loads_claims``).
+    """
+    start = f'{{"sub":"spiffe://example.org/nobody","aud":"{AUDIENCE}","exp":{2**31}{extra},"f":['
+    room = (svid.MAX_TOKEN_BYTES - len(head) - len(signature) - 2) * 3 // 4 - len(start) - 2
+    if at_cap:
+        count = _wire.MAX_JSON_SEPARATORS - start.count(",")  # one more for "pad"
+        mantissa = "9" * (_wire.MAX_JSON_NUMBER - len("1.e-300"))
+        values = ",".join([f"1.{mantissa}e-300"] * count)
+        # The rest of the size cap as one string (the ':' of *extra* included).
+        start = start.replace(',"f":[', f',"pad":"{"x" * (room - len(values) - 12)}","f":[')
+    else:
+        values = ",".join(["1.5e-7"] * (room // 7))
+    token = ".".join((head, _b64encode(f"{start}{values}]}}".encode()), signature))
+    assert svid.MAX_TOKEN_BYTES - 256 <= len(token) <= svid.MAX_TOKEN_BYTES, len(token)
+    return token
 
 
 def run(pool: KeyPool, settings: Settings, workdir: Path | None = None) -> list[Row]:
@@ -123,6 +162,10 @@ def run(pool: KeyPool, settings: Settings, workdir: Path | None = None) -> list[
     sender.token(AUDIENCE)
 
     next_token = itertools.cycle(tokens).__next__
+    next_fresh = itertools.cycle(
+        tokens + pool.tokens(_FRESH_TOKENS - _TOKENS, now=now - _TOKENS, ttl=_TTL)
+    ).__next__
+    repeated = tokens[0]
     next_raw = itertools.cycle(raw).__next__
     next_input = itertools.cycle([data for data, _ in raw]).__next__
     hostile = _hostile_tokens(pool, now)
@@ -141,7 +184,10 @@ def run(pool: KeyPool, settings: Settings, workdir: Path | None = None) -> list[
         return call
 
     def identity_verify() -> object:
-        return receiver.verify(next_token())
+        return receiver.verify(next_fresh())
+
+    def identity_verify_repeat() -> object:
+        return receiver.verify(repeated)
 
     kid = pool.jwks[0]["kid"]
 
@@ -160,6 +206,7 @@ def run(pool: KeyPool, settings: Settings, workdir: Path | None = None) -> list[
         "raw_sign": raw_sign,
         "verify": verify_in(small),
         "identity_verify": identity_verify,
+        "identity_verify_repeat": identity_verify_repeat,
         "pyjwt_decode": pyjwt_decode,
         "mint": mint,
         "identity_token_uncached": lambda: sender_uncached.token(AUDIENCE),
@@ -168,6 +215,9 @@ def run(pool: KeyPool, settings: Settings, workdir: Path | None = None) -> list[
         "hostile_1mb": reject("big", TokenTooLargeError),
         "hostile_unknown_kid": reject("unknown_kid", SignatureError),
         "hostile_nested": reject("nested", InvalidTokenError),
+        "hostile_floats": reject("floats", InvalidTokenError),
+        "hostile_floats_colon": reject("floats_colon", InvalidTokenError),
+        "hostile_floats_cap": reject("floats_cap", UnknownIdentityError),
     }
     ops = [Op(name, fn, calibrate(fn, settings.sample_seconds)) for name, fn in plan.items()]
     samples = run_interleaved(ops, settings.rounds)
@@ -198,9 +248,17 @@ def _rows(samples: dict[str, list[float]]) -> list[Row]:
         row("verify", "svid.verify, valid token", "raw_verify", Target("<=", 1.15)),
         row(
             "identity_verify",
-            "Identity.verify (with bundle stat)",
+            "Identity.verify, token never seen",
             "raw_verify",
-            note="Identity.verify = one stat of the bundle file + svid.verify",
+            Target("<=", 1.10),
+            note="Identity.verify = bundle freshness check + svid.verify + cache insert",
+        ),
+        row(
+            "identity_verify_repeat",
+            "Identity.verify, token verified before",
+            "raw_verify",
+            Target("<=", 0.05),
+            note="verified-token cache: audience, times and bundle checked again",
         ),
         row("pyjwt_decode", "reference: PyJWT decode ES256", "raw_verify"),
         row("mint", "svid.mint", "raw_sign", Target("<=", 1.3)),
@@ -241,6 +299,27 @@ def _rows(samples: dict[str, list[float]]) -> list[Row]:
             Target("<", 0.5),
         ),
         row("hostile_nested", "reject: deeply nested JSON payload", "verify", Target("<", 0.5)),
+        row(
+            "hostile_floats",
+            "reject: 8 KiB of floats, unknown sub",
+            "verify",
+            Target("<=", 1.0),
+            note="no valid key; refused by the value count before any parse",
+        ),
+        row(
+            "hostile_floats_colon",
+            "reject: 8 KiB of floats, ':' in a string",
+            "verify",
+            Target("<=", 1.0),
+            note="the ':' defeats the payload fast path",
+        ),
+        row(
+            "hostile_floats_cap",
+            "reject: 128 long floats (value cap), ':'",
+            "verify",
+            Target("<=", 1.0),
+            note="the dearest payload parsed: one strict parse, explanation from it",
+        ),
     ]
     return rows
 

@@ -108,11 +108,25 @@ json_string: Final[Callable[[str], str]] = encode_basestring_ascii
 #: (PROFILE.md §5.4): counting them bounds the parser's depth, and so its
 #: cost, before it starts (row "reject: deeply nested JSON payload").
 MAX_JSON_OPENERS: Final = 64
+#: At most this many ``,`` characters in a token header or payload (PROFILE.md
+#: §5.4): with the opener cap, a count of the values before parsing, so the
+#: dearest payload under the size cap (8 KiB of numbers) costs less to refuse
+#: than a valid token to verify (row "reject: 8 KiB of floats, unknown sub").
+MAX_JSON_SEPARATORS: Final = 64
 
 
 def too_nested(text: str) -> bool:
-    """Whether *text* holds more than :data:`MAX_JSON_OPENERS` openers (strings included)."""
-    return text.count("[") + text.count("{") > MAX_JSON_OPENERS
+    """Whether *text* breaks a token's counts (strings included): openers or separators."""
+    return _over_cap(text) is not None
+
+
+def _over_cap(text: str) -> str | None:
+    """Why *text* is refused before parsing, or ``None``."""
+    if text.count("[") + text.count("{") > MAX_JSON_OPENERS:
+        return f"holds more than {MAX_JSON_OPENERS} '[' and '{{' characters"
+    if text.count(",") > MAX_JSON_SEPARATORS:
+        return f"holds more than {MAX_JSON_SEPARATORS} ',' characters"
+    return None
 
 
 def _reject_constant(name: str) -> Any:
@@ -128,12 +142,39 @@ def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+#: Longest number a token's header or claims may write (PROFILE.md §5.4): any
+#: float ``repr`` writes fits (17 digits, sign, point, exponent), and a
+#: NumericDate has at most 12 digits.  Longer
+#: ones are refused as they are met, before Python converts them (a converted
+#: 4000-digit integer costs several ECDSA verifications).
+MAX_JSON_NUMBER: Final = 24
+
+
+def _token_int(text: str) -> int:
+    if len(text) > MAX_JSON_NUMBER:
+        raise WireError(f"holds a number longer than {MAX_JSON_NUMBER} characters")
+    return int(text)
+
+
+def _token_float(text: str) -> float:
+    if len(text) > MAX_JSON_NUMBER:
+        raise WireError(f"holds a number longer than {MAX_JSON_NUMBER} characters")
+    return float(text)
+
+
 _strict: Final = json.JSONDecoder(
     parse_constant=_reject_constant, object_pairs_hook=_unique_members
 )
-# The C scanner of a decoder without hooks (``scan_once`` is set in __init__).
+_strict_token: Final = json.JSONDecoder(
+    parse_constant=_reject_constant,
+    object_pairs_hook=_unique_members,
+    parse_int=_token_int,
+    parse_float=_token_float,
+)
+# The C scanner of a token decoder without the duplicate hook (``scan_once``
+# is set in __init__).
 _scan_plain: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder(
-    parse_constant=_reject_constant
+    parse_constant=_reject_constant, parse_int=_token_int, parse_float=_token_float
 ).scan_once  # type: ignore[attr-defined]
 
 
@@ -141,17 +182,20 @@ def loads_object(text: str | bytes, *, cap_nesting: bool = True) -> dict[str, An
     """Strict JSON object: UTF-8, no NaN/Infinity, no duplicate members, no trailing data.
 
     With *cap_nesting* (tokens), more than :data:`MAX_JSON_OPENERS` openers
-    are refused before parsing; documents (bundles) pass ``False`` and rely on
-    their size cap.
+    or :data:`MAX_JSON_SEPARATORS` separators are refused before parsing, and
+    a number longer than :data:`MAX_JSON_NUMBER` as it is met; documents
+    (bundles) pass ``False`` and rely on their size cap.
     """
     try:
         decoded = text.decode("utf-8") if isinstance(text, bytes) else text
     except UnicodeDecodeError:
         raise WireError("is not UTF-8") from None
-    if cap_nesting and too_nested(decoded):
-        raise WireError(f"holds more than {MAX_JSON_OPENERS} '[' and '{{' characters")
+    if cap_nesting:
+        refused = _over_cap(decoded)
+        if refused is not None:
+            raise WireError(refused)
     try:
-        value = _strict.decode(decoded)
+        value = (_strict_token if cap_nesting else _strict).decode(decoded)
     except RecursionError:
         raise WireError("is nested too deeply") from None
     except WireError:
@@ -171,21 +215,29 @@ def loads_claims(data: bytes) -> dict[str, Any]:
     text separates a member from its name, so the ``:`` in the text, less the
     ones known to sit inside strings (one per ``spiffe://``), number at least
     all the members of all objects, duplicates and nested ones included.  When
-    that count equals the size of the parsed dict, there were neither.  Any
-    other text takes the strict path, so the result or error is the same as
-    :func:`loads_object`'s (``tests/test_wire.py``), and a text that fails the
-    fast parse is not parsed a second time.
+    that count equals the size of the parsed dict, there were neither.  The
+    path is taken only when the text already looks like one flat object whose
+    count will hold (one ``{``, no ``[``, as many ``:`` as ``,`` plus one), so
+    any other text is parsed once, by the strict decoder; the result or error
+    is the same as :func:`loads_object`'s (``tests/test_wire.py``).
     """
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise WireError("is not UTF-8") from None
-    if too_nested(text):
-        raise WireError(f"holds more than {MAX_JSON_OPENERS} '[' and '{{' characters")
-    if text[:1] == "{":
+    refused = _over_cap(text)
+    if refused is not None:
+        raise WireError(refused)
+    colons = text.count(":") - text.count("spiffe://")
+    if (
+        text[:1] == "{"
+        and text.count("{") == 1
+        and "[" not in text
+        and colons == text.count(",") + 1
+    ):
         try:
             value, end = _scan_plain(text, 0)
-        except RecursionError:
+        except RecursionError:  # pragma: no cover - one '{' and no '['
             raise WireError("is nested too deeply") from None
         except WireError:
             raise
@@ -195,8 +247,10 @@ def loads_claims(data: bytes) -> dict[str, Any]:
             # The strict decoder reads the same grammar (plus a duplicate
             # check), so it fails too: no second, equally long parse.
             raise WireError(f"is not valid JSON ({exc})") from None
-        if end == len(text) and text.count(":") - text.count("spiffe://") == len(value):
+        if end == len(text) and colons == len(value):
             return value  # type: ignore[no-any-return]
+        # A repeated member, or ':' and ',' inside strings in equal numbers:
+        # the strict parse says which (at most 129 values, by the caps).
     return loads_object(text)
 
 

@@ -513,3 +513,35 @@ def test_spiffe_trust_header_member_names_are_quoted(member: str) -> None:
     message = str(caught.value)
     assert "\x1b" not in message and "\n" not in message
     assert repr(member[:20]) in message
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"f": [1.5e-7] * 600},
+        {"note": "a:b", "f": [1.5e-7] * 600},
+        {"n": int("9" * 4000)},
+        {"x": float("1.2345678901234567e-300"), "y": "9" * 4000},
+    ],
+    ids=["floats", "floats-colon", "long-integer", "long-number-text"],
+)
+def test_costly_payload_refused_or_parsed_once(forge: Forge, extra: dict[str, Any]) -> None:
+    """Denial of service by JSON conversion cost (CWE-400, as CPython's CVE-2020-10735).
+
+    An 8 KiB payload of a thousand floats, or one 4000-digit integer, cost
+    several ECDSA verifications to convert, and a rejection parsed the token
+    a second time to explain itself.  The values are now counted before
+    parsing (at most 64 ``,``), a number's text is at most 24 characters,
+    and a rejection is explained from the one parse.  A long string is not a
+    number and stays accepted.
+    """
+    claims = forge.claims(**extra)
+    token = forge.token(claims=claims)
+    if "y" in extra:
+        caller = verify(token, forge.realm.bundle, audience=BILLING, now=NOW)
+        assert caller.claims["y"] == extra["y"]
+        return
+    with pytest.raises(MalformedTokenError) as info:
+        check(token, forge.realm.bundle)
+    # The explanation is what the one parse read: a refused payload claims nothing.
+    assert info.value.subject is None and info.value.kid == forge.realm.kid(ORDERS)

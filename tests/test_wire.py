@@ -19,7 +19,13 @@ from hypothesis import strategies as st
 
 from spiffile import _wire
 
-_json_scalars = st.none() | st.booleans() | st.integers() | st.text(max_size=8)
+# Integers whose text fits a token's number cap (_wire.MAX_JSON_NUMBER).
+_json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**22), max_value=10**23)
+    | st.text(max_size=8)
+)
 _json_values = st.recursive(
     _json_scalars,
     lambda children: (
@@ -183,3 +189,27 @@ def test_other_curves_go_through_the_reference() -> None:
 def test_der_to_raw_rejects_what_is_not_der(bad: bytes) -> None:
     with pytest.raises(_wire.WireError):
         _wire.der_to_raw(bad)
+
+
+@pytest.mark.parametrize(
+    ("text", "refused"),
+    [
+        ('{"a":[' + ",".join(["1"] * 66) + "]}", True),
+        ('{"a":[' + ",".join(["1"] * 65) + "]}", False),
+        ('{"a":"' + "," * 65 + '"}', True),
+        ('{"a":' + "1" * 25 + "}", True),
+        ('{"a":' + "1" * 24 + "}", False),
+        ('{"a":-1.234567890123456e-300}', False),
+        ('{"a":1.2345678901234567890e-300}', True),
+        ('{"a":"' + "1" * 400 + '"}', False),
+    ],
+)
+def test_token_values_and_numbers_are_capped(text: str, refused: bool) -> None:
+    for parse in (_wire.loads_claims, _wire.loads_object):
+        if refused:
+            with pytest.raises(_wire.WireError):
+                parse(text.encode())
+        else:
+            assert parse(text.encode()) == json.loads(text)
+    # Documents (bundles) keep only their size cap.
+    assert _wire.loads_object(text, cap_nesting=False) == json.loads(text)

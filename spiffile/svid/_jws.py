@@ -25,6 +25,7 @@ from spiffile.errors import AlgorithmError, HeaderError, MalformedTokenError
 __all__ = [
     "ES256",
     "SIGNATURE_BYTES",
+    "Seen",
     "decode_json",
     "decode_segment",
     "encoded_header",
@@ -39,6 +40,21 @@ _TYPES: Final = ("JWT", "JOSE")
 _NOT_COMPACT: Final = (
     "not a compact JWS: three base64url segments separated by '.', ASCII, no padding"
 )
+
+
+class Seen:
+    """What a parse has read so far: the header's ``kid`` and the claims.
+
+    A rejected token's error is explained from these (PROFILE.md §10) rather
+    than by decoding the token again: hostile input is parsed once.  The
+    signature is never kept.
+    """
+
+    __slots__ = ("claims", "kid")
+
+    def __init__(self) -> None:
+        self.kid: str | None = None
+        self.claims: dict[str, Any] | None = None
 
 
 def split_compact(token: str) -> tuple[bytes, bytes, bytes]:
@@ -78,16 +94,21 @@ def decode_json(data: bytes, what: str) -> dict[str, Any]:
         raise MalformedTokenError(f"the {what} {exc}") from None
 
 
-def parse(token: str) -> tuple[str, dict[str, Any], bytes, bytes]:
+def parse(token: str, seen: Seen | None = None) -> tuple[str, dict[str, Any], bytes, bytes]:
     """Split and decode a compact ES256 JWS once: ``(kid, claims, signing input, DER signature)``.
 
     Checks in the profile's order (PROFILE.md §6.1), each failure a
     :class:`MalformedTokenError` or the header's own errors: the compact
     shape, the header, the payload, then the signature's encoding and length.
+    *seen*, when given, records the ``kid`` and the claims as they are read.
     """
     header, payload, signature = split_compact(token)
     kid = _header_kid(header)
+    if seen is not None:
+        seen.kid = kid
     claims = decode_json(decode_segment(payload), "payload")
+    if seen is not None:
+        seen.claims = claims
     raw_signature = decode_segment(signature)
     if len(raw_signature) != SIGNATURE_BYTES:
         raise MalformedTokenError("an ES256 signature must be 64 bytes (r||s)")

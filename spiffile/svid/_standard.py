@@ -70,16 +70,23 @@ def _header(segment: bytes) -> tuple[str, str]:
     return check_header(_jws.decode_json(_jws.decode_segment(segment), "header"))
 
 
-def parse(token: str) -> tuple[str, str, dict[str, Any], bytes, bytes]:
+def parse(
+    token: str, seen: _jws.Seen | None = None
+) -> tuple[str, str, dict[str, Any], bytes, bytes]:
     """Split and decode once: ``(alg, kid, claims, signing input, raw signature)``.
 
     The same order as the profile's parse: the compact shape, then the
     header, then the payload and the signature's encoding.  The signature's
-    length is checked against the key in :func:`verify_signature`.
+    length is checked against the key in :func:`verify_signature`.  *seen*,
+    when given, records the ``kid`` and the claims as they are read.
     """
     header, payload, signature = _jws.split_compact(token)
     alg, kid = _header(header)
+    if seen is not None:
+        seen.kid = kid
     claims = _jws.decode_json(_jws.decode_segment(payload), "payload")
+    if seen is not None:
+        seen.claims = claims
     raw_signature = _jws.decode_segment(signature)
     signing_input = token[: len(header) + 1 + len(payload)].encode("ascii")
     return alg, kid, claims, signing_input, raw_signature

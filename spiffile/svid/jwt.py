@@ -8,7 +8,6 @@ a token exactly once.  Any input, however hostile, either yields a
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Mapping
 from typing import Any, Final
@@ -68,6 +67,8 @@ _RESERVED_CLAIMS: Final = frozenset(("sub", "aud", "exp", "iat"))
 _MAX_FIELD: Final = 200
 # What json.dumps(claims, separators=(",", ":")) uses, built once rather than per token.
 _CLAIMS_ENCODER: Final = json.JSONEncoder(separators=(",", ":"))
+# What json.dumps uses by default: a claimed ``aud`` array is shown as json.dumps writes it.
+_SHOW_ENCODER: Final = json.JSONEncoder()
 
 
 def _numeric_date(claims: Mapping[str, Any], name: str) -> int | None:
@@ -115,16 +116,17 @@ def verify(
     :class:`UnknownIdentityError` when ``sub`` is a well-formed SPIFFE ID
     that no trust document holds (another trust domain included).
     """
+    seen = _jws.Seen()
     try:
-        return _verify(token, bundle, audience, now, leeway, max_lifetime, issuer)
+        return _verify(token, bundle, audience, now, leeway, max_lifetime, issuer, seen)
     except (InvalidTokenError, UnknownIdentityError) as exc:
-        _explain(exc, token, audience, now, leeway, max_lifetime)
+        _explain(exc, seen, audience, now, leeway, max_lifetime)
         raise
 
 
 def _explain(
     exc: TokenContext,
-    token: object,
+    seen: _jws.Seen,
     audience: str | SpiffeId,
     now: float,
     leeway: float,
@@ -132,22 +134,20 @@ def _explain(
 ) -> None:
     """Fill in the error's safe fields (PROFILE.md §10): only on the failure path.
 
-    The token is read again, leniently, for whatever it claims; nothing it
-    holds is trusted, only shown (truncated, and through repr() by
-    :meth:`TokenContext.explain`).  A part that cannot be read is left out.
+    From what the one parse already read (*seen*): the token is never decoded
+    a second time, so a hostile token costs no more rejected than the parse
+    did.  Nothing it holds is trusted, only shown (truncated, and through
+    repr() by :meth:`TokenContext.explain`).  A part not read is left out.
     """
     exc.expected_audience = str(audience)[:_MAX_FIELD]
     exc.now = now
     exc.leeway = leeway
     exc.max_lifetime = max_lifetime
-    if not isinstance(token, str) or len(token) > MAX_TOKEN_BYTES:
+    if seen.kid is not None:
+        exc.kid = seen.kid[:_MAX_FIELD]
+    claims = seen.claims
+    if claims is None:
         return
-    segments = token.split(".")
-    header = _lenient_object(segments[0])
-    claims = _lenient_object(segments[1]) if len(segments) > 1 else {}
-    kid = header.get("kid")
-    if isinstance(kid, str):
-        exc.kid = kid[:_MAX_FIELD]
     subject = claims.get("sub")
     if isinstance(subject, str):
         exc.subject = subject[:_MAX_FIELD]
@@ -155,23 +155,30 @@ def _explain(
     if isinstance(token_audience, str):
         exc.audience = token_audience[:_MAX_FIELD]
     elif isinstance(token_audience, list):
-        try:
-            exc.audience = json.dumps(token_audience)[:_MAX_FIELD]
-        except (TypeError, ValueError):  # pragma: no cover - parsed JSON re-encodes
-            pass
+        exc.audience = _json_prefix(token_audience)
     for name, attribute in (("exp", "expires"), ("iat", "issued_at"), ("nbf", "not_before")):
         value = claims.get(name)
         if type(value) is int and 0 <= value <= MAX_NUMERIC_DATE:
             setattr(exc, attribute, value)
 
 
-def _lenient_object(segment: str) -> dict[str, Any]:
-    """A base64url JSON object, or ``{}`` for anything else (hostile input included)."""
-    try:
-        value = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    except (ValueError, TypeError, RecursionError):
-        return {}
-    return value if isinstance(value, dict) else {}
+def _json_prefix(values: list[Any]) -> str:
+    """The first :data:`_MAX_FIELD` characters of a parsed array's JSON text.
+
+    Items are encoded one by one until the text is long enough, so a long
+    hostile array costs no more than its first items.
+    """
+    text = "["
+    for index, value in enumerate(values):
+        if len(text) > _MAX_FIELD:
+            break
+        try:
+            text += (", " if index else "") + _SHOW_ENCODER.encode(value)
+        except (TypeError, ValueError):  # pragma: no cover - parsed JSON re-encodes
+            return text[:_MAX_FIELD]
+    else:
+        text += "]"
+    return text[:_MAX_FIELD]
 
 
 def _verify(
@@ -182,6 +189,7 @@ def _verify(
     leeway: float,
     max_lifetime: float | None,
     issuer: str | None,
+    seen: _jws.Seen,
 ) -> Caller:
     # Step 0: cap and shape, before any decoding.
     if not isinstance(token, str):
@@ -189,10 +197,10 @@ def _verify(
     if len(token) > MAX_TOKEN_BYTES:
         raise TokenTooLargeError(f"token longer than {MAX_TOKEN_BYTES} bytes")
     if type(bundle) is not Bundle:
-        return _verify_source(token, bundle, audience, now, leeway, max_lifetime, issuer)
+        return _verify_source(token, bundle, audience, now, leeway, max_lifetime, issuer, seen)
 
     # Step 1: header and claims (the compact form split and decoded once).
-    kid, claims, signing_input, der = _jws.parse(token)
+    kid, claims, signing_input, der = _jws.parse(token, seen)
     subject = claims.get("sub")
     if not isinstance(subject, str):
         raise ClaimsError("claim 'sub' is missing or not a string")
@@ -293,6 +301,7 @@ def _verify_source(
     leeway: float,
     max_lifetime: float | None,
     issuer: str | None,
+    seen: _jws.Seen,
 ) -> Caller:
     """:func:`verify` through a trust source: the ``sub``'s trust domain picks the rules.
 
@@ -301,7 +310,7 @@ def _verify_source(
     bundle narrows that to ES256 and a single-string ``aud`` (profile v0).
     Either way one token costs at most two signature checks.
     """
-    alg, kid, claims, signing_input, signature = _standard.parse(token)
+    alg, kid, claims, signing_input, signature = _standard.parse(token, seen)
     subject = claims.get("sub")
     if not isinstance(subject, str):
         raise ClaimsError("claim 'sub' is missing or not a string")

@@ -135,3 +135,35 @@ def test_unreadable_tokens_still_get_the_verifier_side(token: object) -> None:
 def test_a_verified_token_costs_nothing_extra() -> None:
     token = svid.mint(KEY, KID, ORDERS, BILLING, now=NOW)
     assert svid.verify(token, BUNDLE, audience=BILLING, now=NOW).id == ORDERS
+
+
+def test_the_explanation_is_read_from_the_one_parse() -> None:
+    # A payload the strict parse refuses (a repeated member) claims nothing:
+    # the rejection is not explained by a second, lenient parse of the token.
+    header = _b64(json.dumps({"alg": "ES256", "kid": KID}).encode())
+    payload = _b64(f'{{"sub":"{ORDERS}","sub":"{ORDERS}","aud":"{BILLING}"}}'.encode())
+    error = _reject(f"{header}.{payload}.AAAA")
+    assert isinstance(error, MalformedTokenError)
+    assert error.kid == KID and error.subject is None and error.audience is None
+
+
+def test_the_error_keeps_no_part_of_the_signature() -> None:
+    token = svid.mint(KEY, KID, ORDERS, "spiffe://example.org/reports", now=NOW)
+    signature = token.split(".")[2]
+    error = _reject(token)
+    kept = repr(vars(error)) + repr(error.args)
+    assert signature not in kept and token not in kept
+
+
+def test_a_long_audience_array_is_shown_cut() -> None:
+    from spiffile.trust import TrustSet
+
+    audiences = [f"spiffe://example.org/a{n}" for n in range(40)]
+    header = _b64(json.dumps({"alg": "ES256", "kid": KID}).encode())
+    payload = _b64(json.dumps({"sub": ORDERS, "aud": audiences, "exp": NOW + 60}).encode())
+    with pytest.raises(InvalidTokenError) as info:
+        svid.verify(
+            f"{header}.{payload}.AAAA", TrustSet({"example.org": BUNDLE}), audience=BILLING, now=NOW
+        )
+    shown = info.value.audience
+    assert shown is not None and len(shown) == 200 and shown == json.dumps(audiences)[:200]
