@@ -75,6 +75,9 @@ ENV_SPIFFE_HELPER_CONFIG: Final = "SPIFFILE_SPIFFE_HELPER_CONFIG"
 DIR_NAMES: Final = {ENV_ID_FILE: "id", ENV_KEY_FILE: "key.pem", ENV_BUNDLE_FILE: "bundle.json"}
 #: A cached token is reused while more than this fraction of its lifetime remains.
 _REUSE_FRACTION: Final = 0.5
+#: Longest token the verified-token cache keeps: a plain JWT-SVID is about 500
+#: characters; the cap bounds each entry (token and claims) to a few KiB.
+_MAX_CACHED_TOKEN: Final = 2048
 _MAX_ID_FILE_BYTES: Final = 4096
 
 
@@ -221,6 +224,102 @@ def _find_x509(
     return X509Source.find(environ, directory, clock=clock, trust_dir=trust_dir)
 
 
+class _Verified:
+    """A token this identity verified: what every later call must still check."""
+
+    __slots__ = ("audiences", "bundle", "caller", "expires", "issued", "issuer", "not_before")
+
+    def __init__(self, bundle: Bundle, caller: Caller) -> None:
+        claims = caller.claims
+        audience = claims.get("aud")
+        self.bundle = bundle
+        self.caller = caller
+        self.audiences = (
+            frozenset((audience,)) if isinstance(audience, str) else frozenset(audience or ())
+        )
+        # svid.verify accepted these as NumericDates (integers) or absent.
+        self.expires: int = claims["exp"]
+        self.issued: int | None = claims.get("iat")
+        self.not_before: int | None = claims.get("nbf")
+        self.issuer: object = claims.get("iss")
+
+    def still_valid(
+        self, audience: str, now: float, leeway: float, max_lifetime: float | None
+    ) -> bool:
+        """The checks svid.verify makes that depend on the call, not on the token's bytes.
+
+        Each states what passes, so a NaN now or leeway fails it (and the full
+        verification then says why).
+        """
+        return (
+            audience in self.audiences
+            and self.expires > now - leeway
+            and (self.not_before is None or self.not_before <= now + leeway)
+            and (self.issued is None or self.issued <= now + leeway)
+            and (max_lifetime is None or self.expires - now <= max_lifetime + leeway)
+        )
+
+
+class _VerifiedTokens:
+    """Tokens verified against one bundle, by their exact text: a segmented LRU.
+
+    A new entry goes to the probation segment; a second use promotes it to
+    the protected one, whose least recently used entry drops back to
+    probation when it is full.  A stream of distinct tokens (each needing a
+    valid signature by a bound key to enter at all) only churns probation,
+    so the tokens callers actually reuse stay.  Memory is bounded by the
+    entry count and :data:`_MAX_CACHED_TOKEN`.
+    """
+
+    __slots__ = ("_lock", "_probation", "_probation_cap", "_protected", "_protected_cap")
+
+    def __init__(self, size: int) -> None:
+        self._probation_cap = max(1, size // 4)
+        self._protected_cap = max(0, size - self._probation_cap)
+        self._probation: OrderedDict[str, _Verified] = OrderedDict()
+        self._protected: OrderedDict[str, _Verified] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._probation) + len(self._protected)
+
+    def get(self, token: str) -> _Verified | None:
+        entry = self._protected.get(token)
+        if entry is not None:
+            with self._lock:
+                if token in self._protected:
+                    self._protected.move_to_end(token)
+            return entry
+        entry = self._probation.get(token)
+        if entry is not None:
+            with self._lock:
+                if self._probation.pop(token, None) is not None and self._protected_cap:
+                    self._protected[token] = entry
+                    if len(self._protected) > self._protected_cap:
+                        demoted, value = self._protected.popitem(last=False)
+                        self._probation[demoted] = value
+                        self._trim()
+        return entry
+
+    def add(self, token: str, entry: _Verified) -> None:
+        with self._lock:
+            if token in self._protected:
+                self._protected[token] = entry
+                return
+            self._probation[token] = entry
+            self._probation.move_to_end(token)
+            self._trim()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._probation.clear()
+            self._protected.clear()
+
+    def _trim(self) -> None:
+        while len(self._probation) > self._probation_cap:
+            self._probation.popitem(last=False)
+
+
 class Identity:
     """A workload's identity: its SPIFFE ID, its signing key and the trust bundle."""
 
@@ -228,6 +327,7 @@ class Identity:
     _metrics: MetricsRecorder = NO_METRICS
     _feed: ChangeFeed | None = None
     _x509: X509Source | None = None
+    _verified: _VerifiedTokens | None = None
 
     def __init__(
         self,
@@ -242,8 +342,12 @@ class Identity:
         trust_dir: str | os.PathLike[str] | TrustDirectory | None = None,
         metrics: MetricsRecorder | None = None,
         x509: X509Source | None = None,
+        verified_cache_size: int = 1024,
     ) -> None:
         """Load the three files; raise a :class:`SpiffileError` if any is unusable now.
+
+        *verified_cache_size* bounds the tokens :meth:`verify` remembers as
+        verified (0 turns the cache off).
 
         *trust_dir* adds federation: a directory of ``<trust-domain>.json``
         trust documents (or a :class:`~spiffile.federation.TrustDirectory`)
@@ -271,6 +375,8 @@ class Identity:
         # (audience, ttl) -> (token, issued, reuse until, kid)
         self._cache: OrderedDict[tuple[str, int], tuple[str, int, float, str]] = OrderedDict()
         self._cache_lock = threading.Lock()
+        if verified_cache_size > 0:
+            self._verified = _VerifiedTokens(verified_cache_size)
         self._watcher: Watcher | None = None
         try:
             self._key_view = FileView(key_file, _parse_key, description="key", clock=clock)
@@ -516,10 +622,40 @@ class Identity:
         trust domain is checked against its document in the trust directory.
         """
         lifetime = self._max_lifetime if max_lifetime is Configured.VALUE else max_lifetime
+        verified = self._verified if self._federated is None else None
+        bundle: Bundle | None = None
+        if verified is None:
+            trust: TrustSource = (
+                self._bundle_view.get() if self._federated is None else self._federated
+            )
+        else:
+            trust = bundle = self._bundle_view.get()
+            if type(token) is str:
+                # A token verified before against this very bundle object:
+                # any reload (a revoked key, a rotation) is a new object, so
+                # the entry no longer applies.  Audience, times and issuer
+                # are checked again; any doubt goes the full way below.
+                entry = verified.get(token)
+                if (
+                    entry is not None
+                    and entry.bundle is bundle
+                    and (issuer is None or entry.issuer == issuer)
+                    and entry.still_valid(
+                        self._id_text if audience is None else str(audience),
+                        self._clock(),
+                        self._leeway if leeway is Configured.VALUE else leeway,
+                        lifetime,
+                    )
+                ):
+                    self._metrics.verification(VERIFIED)
+                    cached = entry.caller
+                    # A copy of the claims: a caller that edits its mapping
+                    # must not change what the next request sees.
+                    return Caller(cached.id, dict(cached.claims), cached.trust)
         try:
             caller = svid.verify(
                 token,
-                self._bundle_view.get() if self._federated is None else self._federated,
+                trust,
                 audience=self._id_text if audience is None else audience,
                 now=self._clock(),
                 leeway=self._leeway if leeway is Configured.VALUE else leeway,
@@ -529,6 +665,14 @@ class Identity:
         except SpiffileError as exc:
             self._metrics.verification(exc.code)
             raise
+        if (
+            verified is not None
+            and bundle is not None
+            and type(token) is str
+            and len(token) <= _MAX_CACHED_TOKEN
+        ):
+            kept = Caller(caller.id, dict(caller.claims), caller.trust)
+            verified.add(token, _Verified(bundle, kept))
         self._metrics.verification(VERIFIED)
         return caller
 
