@@ -444,7 +444,9 @@ HOSTILE: dict[str, Hostile] = {
     "exp_float_integral": Hostile(_claims(exp=float(NOW + 60)), ClaimsError),
     "exp_boolean": Hostile(_claims(exp=True), ClaimsError),
     "exp_null": Hostile(_claims(exp=None), ClaimsError),
-    "exp_huge": Hostile(_claims(exp=10**30), ClaimsError),
+    # Over the 24-character number cap (PROFILE.md §5.4): refused by the parse.
+    "exp_huge": Hostile(_claims(exp=10**30), MalformedTokenError),
+    "exp_huge_under_the_number_cap": Hostile(_claims(exp=10**20), ClaimsError),
     "exp_past_year_9999": Hostile(_claims(exp=253_402_300_800), ClaimsError),
     "exp_negative": Hostile(_claims(exp=-1), ClaimsError),
     "exp_exponent_notation": Hostile(
@@ -975,7 +977,11 @@ def test_module_constants_match_the_contract() -> None:
 
 def test_a_payload_with_64_openers_is_accepted(example_realm: Realm) -> None:
     key = example_realm.key(ORDERS)
-    extra: dict[str, Any] = {"x": [[] for _ in range(62)]}  # 1 '{' + 1 + 62 '[' = 64
+    # 1 '{' + 63 '[' = 64, nested (62 sibling arrays would pass the 64 ',' cap).
+    nested: list[Any] = []
+    for _ in range(62):
+        nested = [nested]
+    extra: dict[str, Any] = {"x": nested}
     token = mint(key, kid_for(key.public_key()), ORDERS, BILLING, now=NOW, extra_claims=extra)
     assert check(token, example_realm.bundle).claims["x"] == extra["x"]
 
