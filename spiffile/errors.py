@@ -327,6 +327,12 @@ class ExportError(ProvisionError):
     code = "export"
 
 
+class PruneTooSoonError(ProvisionError):
+    """Refused: the key being retired may still have valid tokens in flight (PROFILE.md §8.3)."""
+
+    code = "prune_too_soon"
+
+
 class UnsafeRootError(ProvisionError):
     """A file or directory of an identity root is not safe to use.
 
@@ -345,6 +351,7 @@ __all__ += [
     "KeyInUseError",
     "LockTimeoutError",
     "NoStagedRotationError",
+    "PruneTooSoonError",
     "RootNotFoundError",
     "ServiceNotFoundError",
     "TrustDomainMismatchError",

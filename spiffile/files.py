@@ -39,6 +39,7 @@ __all__ = [
     "require_directory",
     "set_access",
     "set_directory_access",
+    "touch",
 ]
 
 T = TypeVar("T")
@@ -230,6 +231,12 @@ def rename_file(source: str | os.PathLike[str], target: str | os.PathLike[str]) 
     _fault(target)
     os.replace(source, target)
     fsync_directory(os.path.dirname(os.path.abspath(target)))
+
+
+def touch(fd: int, path: str | os.PathLike[str]) -> None:
+    """Set the open file *fd*'s (named *path*) modification time to now."""
+    _fault(path)
+    os.utime(fd)
 
 
 # -- fault injection (tests only) ----------------------------------------------------

@@ -86,7 +86,12 @@ def add(root: Path | None, names: Sequence[str], group: str | None, as_json: boo
 @click.command()
 @root_option
 @name_argument
-@click.option("--drop-old", is_flag=True, help="Remove the previous key from the bundle at once.")
+@click.option(
+    "--drop-old",
+    is_flag=True,
+    help="The old key may be compromised: switch to a fresh key (never a staged one) and "
+    "unbind every other key at once.",
+)
 @click.option(
     "--stage", is_flag=True, help="Phase 1: publish a new key, keep signing with the old."
 )
@@ -102,7 +107,7 @@ def rotate(
     bundle reaches other hosts later than the key does, rotate in two phases:
     --stage, wait until every verifier has the new bundle, --commit, prune.
     """
-    from spiffile.provision import commit_rotation, rotate_service, service_info, stage_rotation
+    from spiffile.provision import commit_rotation, rotate, service_info, stage_rotation
 
     if sum((drop_old, stage, commit)) > 1:
         raise click.UsageError("--drop-old, --stage and --commit are mutually exclusive")
@@ -114,10 +119,19 @@ def rotate(
         kid = commit_rotation(opened, name)
         message = f"{name} now signs with kid {kid}; retire old keys with `spiffile prune {name}`"
     else:
-        kid = rotate_service(opened, name, keep_old=not drop_old)
-        message = f"{name} now signs with kid {kid}"
-        if not drop_old:
-            message += f"; old key kept until `spiffile prune {name}`"
+        done = rotate(opened, name, keep_old=not drop_old)
+        kid = done.kid
+        if drop_old:
+            how = "a fresh key"
+            if done.discarded_staged_kid is not None:
+                how += f" (staged kid {done.discarded_staged_kid} discarded with the old key)"
+            message = f"{name} now signs with {how}, kid {kid}; no other key is bound"
+        else:
+            how = "the staged key" if done.reused_staged else "a fresh key"
+            message = (
+                f"{name} now signs with {how}, kid {kid}; "
+                f"old key kept until `spiffile prune {name}`"
+            )
     if as_json:
         emit_json(info_json(service_info(opened, name)))
     else:
@@ -156,15 +170,22 @@ def revoke(root: Path | None, name: str, kid: str, as_json: bool) -> None:
 @click.command()
 @root_option
 @name_argument
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Prune even though the current key started signing less than 90 s ago.",
+)
 @json_option
-def prune(root: Path | None, name: str, as_json: bool) -> None:
+def prune(root: Path | None, name: str, force: bool, as_json: bool) -> None:
     """Drop a service's keys no longer in use from the bundle.
 
-    Every bound key except the current (and a staged) one is removed.
+    Every bound key except the current (and a staged) one is removed, but
+    not within 90 s of a rotation (tokens the old key signed are still
+    valid), unless --force.
     """
     from spiffile.provision import prune_service
 
-    removed = prune_service(opened_root(root), name)
+    removed = prune_service(opened_root(root), name, force=force)
     if as_json:
         emit_json({"name": name, "removed_kids": list(removed)})
     elif removed:

@@ -32,9 +32,10 @@ import errno
 import logging
 import os
 import stat
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -46,6 +47,7 @@ from spiffile.errors import (
     KeyInUseError,
     NoStagedRotationError,
     ProvisionError,
+    PruneTooSoonError,
     ServiceNotFoundError,
     UnknownKeyError,
 )
@@ -59,6 +61,7 @@ from spiffile.files import (
     rename_file,
     set_access,
     set_directory_access,
+    touch,
 )
 from spiffile.keys import (
     generate_private_key,
@@ -99,6 +102,7 @@ from spiffile.provision.root import (
 from spiffile.provision.x509 import SVID_FILE, SVID_KEY_FILE, x509_env
 from spiffile.provision.x509 import service_hook as x509_service_hook
 from spiffile.spiffe_id import SpiffeId
+from spiffile.svid.jwt import DEFAULT_LEEWAY, DEFAULT_TTL
 
 if TYPE_CHECKING:
     from spiffile.identity import Identity
@@ -108,10 +112,12 @@ __all__ = [
     "DEFAULT_LOCK_TIMEOUT",
     "ID_FILE",
     "KEY_FILE",
+    "PRUNE_DELAY",
     "SERVICES_DIR",
     "STAGED_KEY_FILE",
     "Root",
     "RootLike",
+    "Rotation",
     "ServiceInfo",
     "add_service",
     "commit_rotation",
@@ -123,6 +129,7 @@ __all__ = [
     "prune_service",
     "remove_service",
     "revoke_key",
+    "rotate",
     "rotate_service",
     "service_env",
     "service_info",
@@ -135,6 +142,9 @@ __all__ = [
 
 
 _MAX_KEY_BYTES = 64 * 1024
+#: Seconds a replaced key stays bound before prune retires it without force
+#: (PROFILE.md §8.3): the default token lifetime plus the default leeway.
+PRUNE_DELAY: Final = DEFAULT_TTL + int(DEFAULT_LEEWAY)
 
 
 def _load_key(path: Path) -> ec.EllipticCurvePrivateKey | None:
@@ -373,6 +383,9 @@ def _commit(root: Root, bundle: Bundle, sid: SpiffeId, directory: Path, name: st
     # The staged file was created 0600 by atomic_write; renaming it keeps the
     # key file's replacement atomic and never widens its mode.
     rename_file(directory / STAGED_KEY_FILE, directory / KEY_FILE)
+    # The key starts signing now: its mtime says so to the prune delay.
+    with open_regular(directory / KEY_FILE) as (fd, _st):
+        touch(fd, directory / KEY_FILE)
     step("commit:renamed")
     return bundle
 
@@ -417,45 +430,109 @@ def commit_rotation(root: RootLike, name: str) -> str:
         return kid_for(_require_key(directory, name).public_key())
 
 
-def prune_service(root: RootLike, name: str) -> list[str]:
-    """Phase 3: unbind every key except the current and the staged one; returns the removed kids."""
+def prune_service(root: RootLike, name: str, *, force: bool = False) -> list[str]:
+    """Phase 3: unbind every key except the current and the staged one; returns the removed kids.
+
+    Refuses (:class:`PruneTooSoonError`) while the current key started
+    signing less than :data:`PRUNE_DELAY` seconds ago, unless *force*: a
+    token the previous key signed just before the switch is still valid for
+    that long (PROFILE.md §8.3: longest lifetime plus leeway).  When the old
+    key may be compromised, do not wait: rotate with ``keep_old=False``.
+    """
     root = as_root(root)
     service_id(root, name)
     with locked(root) as bundle:
         sid, directory, bundle = _service_prelude(root, bundle, name)
-        return _prune(root, bundle, sid, directory, name)
+        return _prune(root, bundle, sid, directory, name, force=force)
 
 
-def _prune(root: Root, bundle: Bundle, sid: SpiffeId, directory: Path, name: str) -> list[str]:
+def _signing_since(directory: Path) -> float:
+    """When the current key started signing: the last write (or commit) of ``key.pem``."""
+    with open_regular(directory / KEY_FILE) as (_fd, st):
+        return st.st_mtime
+
+
+def _prune(
+    root: Root, bundle: Bundle, sid: SpiffeId, directory: Path, name: str, *, force: bool
+) -> list[str]:
     keep = {kid_for(_require_key(directory, name).public_key())}
     staged = _load_key(directory / STAGED_KEY_FILE)
     if staged is not None:
         keep.add(kid_for(staged.public_key()))
     removed = [kid for kid in _bound_kids(bundle, sid) if kid not in keep]
+    if removed and not force:
+        age = time.time() - _signing_since(directory)
+        if age < PRUNE_DELAY:
+            raise PruneTooSoonError(
+                f"the current key of {name!r} started signing {max(age, 0):.0f} s ago; tokens "
+                f"signed by the key it replaced stay valid for up to {PRUNE_DELAY} s "
+                f"(PROFILE.md §8.3): prune again in {PRUNE_DELAY - max(age, 0):.0f} s, or force it"
+            )
     _unbind(root, bundle, sid, set(removed))
     return removed
 
 
-def rotate_service(root: RootLike, name: str, keep_old: bool = True) -> str:
-    """Switch *name* to a new key at once; returns the new ``kid``.
+@dataclass(frozen=True)
+class Rotation:
+    """What a one-step rotation did, so that a caller can say it."""
 
-    Stage, commit and (unless *keep_old*) prune under one lock.  A key already
-    staged is the one committed: it may already have reached other hosts.
-    With ``keep_old=True`` the old key stays bound, so tokens it signed still
-    verify until it is pruned; with ``keep_old=False`` only the new key
+    #: The ``kid`` the service signs with now.
+    kid: str
+    #: True when the committed key was one already staged (``key.next.pem``).
+    reused_staged: bool
+    #: The staged key thrown away by a rotation that dropped the old key.
+    discarded_staged_kid: str | None
+    #: The keys unbound by a rotation that dropped the old key.
+    removed_kids: tuple[str, ...]
+
+
+def rotate(root: RootLike, name: str, *, keep_old: bool = True) -> Rotation:
+    """Switch *name* to a new key at once and say how (see :func:`rotate_service`).
+
+    With ``keep_old=True`` a key already staged is the one committed: it may
+    already have reached other hosts.  With ``keep_old=False`` (the old key
+    may be compromised) the new key is always fresh: a staged key sat next to
+    the old one, so it is deleted and unbound too, and only the fresh key
     remains bound.
     """
     root = as_root(root)
     service_id(root, name)
     with locked(root) as bundle:
         sid, directory, bundle = _service_prelude(root, bundle, name)
+        discarded = None
+        if not keep_old:
+            staged = _load_key(directory / STAGED_KEY_FILE)
+            if staged is not None:
+                discarded = kid_for(staged.public_key())
+                # Private key first: it stays bound until the prune below.
+                remove_file(directory / STAGED_KEY_FILE)
+                step("rotate:staged-discarded")
+        reused = discarded is None and _load_key(directory / STAGED_KEY_FILE) is not None
         kid, bundle = _stage(root, bundle, sid, directory)
         bundle = _commit(root, bundle, sid, directory, name)
         step("rotate:committed")
+        removed: list[str] = []
         if not keep_old:
-            _prune(root, bundle, sid, directory, name)
+            removed = _prune(root, bundle, sid, directory, name, force=True)
         x509_service_hook(root, name, force=True)
-        return kid
+        return Rotation(
+            kid=kid,
+            reused_staged=reused,
+            discarded_staged_kid=discarded,
+            removed_kids=tuple(removed),
+        )
+
+
+def rotate_service(root: RootLike, name: str, keep_old: bool = True) -> str:
+    """Switch *name* to a new key at once; returns the new ``kid``.
+
+    Stage, commit and (unless *keep_old*) prune under one lock.  With
+    ``keep_old=True`` the old key stays bound, so tokens it signed still
+    verify until it is pruned, and a key already staged is the one committed.
+    With ``keep_old=False`` only a freshly generated key remains bound (a
+    staged key is discarded).  :func:`rotate` also says which it did.
+    """
+    return rotate(root, name, keep_old=keep_old).kid
 
 
 def revoke_key(root: RootLike, name: str, kid: str) -> None:

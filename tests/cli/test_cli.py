@@ -264,7 +264,8 @@ def test_rotate_keep_drop_prune_revoke(root: Path) -> None:
     assert json.loads(ok(revoked)) == {"name": "orders", "kid": "no-such-kid", "revoked": False}
 
     ok(invoke("rotate", "--root", str(root), "orders"))
-    pruned = json.loads(ok(invoke("prune", "--root", str(root), "orders", "--json")))
+    assert_result_error(invoke("prune", "--root", str(root), "orders"))  # Within 90 s.
+    pruned = json.loads(ok(invoke("prune", "--root", str(root), "orders", "--force", "--json")))
     assert pruned["removed_kids"] == [third]
     assert "nothing to prune" in ok(invoke("prune", "--root", str(root), "orders"))
 

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,10 @@ from typing import Any
 import pytest
 
 from spiffile.bundle import Bundle
-from spiffile.errors import ProvisionError, SpiffileError, UnsafeRootError
+from spiffile.errors import ProvisionError, PruneTooSoonError, SpiffileError, UnsafeRootError
 from spiffile.keys import generate_private_key, kid_for, load_private_key_pem, private_key_to_pem
 from spiffile.provision import (
+    PRUNE_DELAY,
     Root,
     add_service,
     commit_rotation,
@@ -36,6 +38,7 @@ from spiffile.provision import (
     prune_service,
     remove_service,
     revoke_key,
+    rotate,
     rotate_service,
     service_env,
     service_info,
@@ -432,3 +435,69 @@ def test_root_findings_report_modes_links_and_the_lock(root: Root, tmp_path: Pat
     for finding in root_findings(root):
         subprocess.run(finding.repair, shell=True, check=True)
     assert root_findings(root) == []
+
+
+# -- item: rotate --drop-old with a staged rotation; prune within 90 s ----------------------
+
+
+def test_advisory_drop_old_committed_the_staged_key(root: Root) -> None:
+    """``rotate --drop-old`` while a rotation was staged silently committed the staged key,
+    which sat next to the possibly compromised one.  Now the new key is always fresh,
+    the staged one is deleted and unbound with the old one, and the result says so.
+    """
+    old = add_service(root, "orders")
+    staged = stage_rotation(root, "orders")
+    staged_file = root.services_path / "orders" / "key.next.pem"
+    assert staged_file.exists()
+    done = rotate(root, "orders", keep_old=False)
+    assert done.kid not in (old.kid, staged)
+    assert done.discarded_staged_kid == staged and not done.reused_staged
+    assert set(done.removed_kids) == {old.kid, staged}
+    assert bound(root, "orders") == [done.kid]
+    assert not staged_file.exists()
+    assert key_kid(root.services_path / "orders" / "key.pem") == done.kid
+
+    # Keeping the old key still commits a staged key (it may have spread already).
+    staged = stage_rotation(root, "orders")
+    kept = rotate(root, "orders")
+    assert kept.kid == staged and kept.reused_staged and kept.discarded_staged_kid is None
+
+
+def test_advisory_drop_old_cli_says_what_it_did(root: Root) -> None:
+    from click.testing import CliRunner
+
+    from spiffile.cli import cli
+
+    add_service(root, "orders")
+    staged = stage_rotation(root, "orders")
+    result = CliRunner().invoke(cli, ["rotate", "--root", str(root.path), "orders", "--drop-old"])
+    assert result.exit_code == 0, result.output
+    assert "fresh key" in result.output and f"staged kid {staged} discarded" in result.output
+
+
+def test_advisory_prune_within_90_seconds_of_a_rotation(root: Root) -> None:
+    """``prune`` retired a key that stopped signing moments ago, breaking tokens it had
+    just signed (PROFILE.md §8.3: wait the longest lifetime plus the leeway, 90 s).  Now
+    it refuses within 90 s of the switch unless forced, for one-step and two-phase
+    rotations alike; the clock is the key file's write (or commit) time.
+    """
+    old = add_service(root, "orders")
+    key_file = root.services_path / "orders" / "key.pem"
+    new = rotate_service(root, "orders")
+    before = root.bundle_path.read_bytes()
+    with pytest.raises(PruneTooSoonError, match="90 s"):
+        prune_service(root, "orders")
+    assert root.bundle_path.read_bytes() == before
+    past = time.time() - PRUNE_DELAY - 1
+    os.utime(key_file, (past, past))
+    assert prune_service(root, "orders") == [old.kid]
+
+    # Two-phase: a key staged long ago starts signing at commit, not at staging.
+    staged = stage_rotation(root, "orders")
+    os.utime(root.services_path / "orders" / "key.next.pem", (past, past))
+    commit_rotation(root, "orders")
+    with pytest.raises(PruneTooSoonError):
+        prune_service(root, "orders")
+    assert prune_service(root, "orders", force=True) == [new]
+    assert bound(root, "orders") == [staged]
+    assert prune_service(root, "orders") == []  # Nothing to retire: never refused.

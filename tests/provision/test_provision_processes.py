@@ -72,7 +72,7 @@ elif command == "churn":
             elif action == 3:
                 p.commit_rotation(root, name)
             elif action == 4:
-                p.prune_service(root, name)
+                p.prune_service(root, name, force=True)
             elif action == 5:
                 info = p.service_info(root, name)
                 old = [k for k in info.bound_kids if k != info.kid]
