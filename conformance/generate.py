@@ -25,6 +25,7 @@ from conformance._documents import (
 )
 from conformance._forge import Forge
 from conformance._hostile import invalid_vectors
+from conformance._reloads import reload_vectors
 from conformance._spiffe import spiffe_vectors
 from conformance._valid import valid_vectors
 from conformance._x509 import x509_vectors
@@ -70,6 +71,12 @@ def build(inputs_dir: Path = INPUTS) -> dict[str, Any]:
             "parse, with the identities (and their kids, in document order) that survive "
             "after malformed entries are skipped.",
             **bundle_vectors(forge),
+        ),
+        "reloads.json": _file(
+            "reload-bundle: series of bundle documents a consumer loads one after another "
+            "from the same file, and which of them it must use (PROFILE.md 4.4, "
+            "spiffe_sequence across reloads).",
+            vectors=reload_vectors(forge),
         ),
         "mint.json": _file(
             "mint: requests and the header and claims the minted token must carry.",

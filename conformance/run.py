@@ -87,6 +87,7 @@ def load_vectors(directory: Path = VECTORS) -> list[Vector]:
     bundles = read("bundles.json")
     add("bundles-rejected", "parse-bundle", bundles["rejected"], lambda v: v["input"])
     add("bundles-accepted", "parse-bundle", bundles["accepted"], lambda v: v["input"])
+    add("reloads", "reload-bundle", read("reloads.json")["vectors"], lambda v: v["input"])
     add("mint", "mint", read("mint.json")["vectors"], lambda v: v["input"])
     for suite in ("tokens-valid", "tokens-invalid"):
         add(
@@ -217,6 +218,8 @@ def _problem(impl: Implementation, vector: Vector, answer: dict[str, Any]) -> st
         problem = _compare(answer, expected, ("id", "trust_domain", "path"))
     elif vector.verb == "parse-bundle":
         problem = _compare(answer, expected, ("trust_domain", "identities"))
+    elif vector.verb == "reload-bundle":
+        problem = _compare(answer, expected, ("accepted",))
     elif vector.verb == "thumbprint":
         problem = _compare(answer, expected, ("jwk", "kid"))
     else:

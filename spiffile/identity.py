@@ -11,6 +11,7 @@ says so.
 from __future__ import annotations
 
 import enum
+import logging
 import os
 import secrets
 import threading
@@ -25,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from spiffile import svid
 from spiffile._quote import id_content_is_quotable
-from spiffile.bundle import Bundle
+from spiffile.bundle import Bundle, SequenceGuard
 from spiffile.caller import Caller
 from spiffile.errors import (
     ConfigurationError,
@@ -79,6 +80,7 @@ _REUSE_FRACTION: Final = 0.5
 #: characters; the cap bounds each entry (token and claims) to a few KiB.
 _MAX_CACHED_TOKEN: Final = 2048
 _MAX_ID_FILE_BYTES: Final = 4096
+_log = logging.getLogger("spiffile")
 
 
 class Configured(enum.Enum):
@@ -135,16 +137,20 @@ def _naming(exc: SpiffileError, what: str, path: str | os.PathLike[str]) -> Spif
         return ConfigurationError(message)
 
 
-def _refuse_rollback(current: Bundle, new: Bundle) -> None:
-    # Extension `spiffe_sequence`: never go back to an older document.
-    if current.sequence is not None and (new.sequence is None or new.sequence < current.sequence):
-        raise InvalidBundleError(
-            f"bundle rollback refused: spiffe_sequence {new.sequence} < {current.sequence}"
-        )
-    if new.trust_domain != current.trust_domain:
-        raise InvalidBundleError(
-            f"bundle trust domain changed from {current.trust_domain} to {new.trust_domain}"
-        )
+class _BundleAcceptance:
+    """What a reloaded bundle must satisfy to replace the loaded one (PROFILE.md §4.4, §7.3)."""
+
+    def __init__(self) -> None:
+        self.guard = SequenceGuard()
+
+    def __call__(self, current: Bundle, new: Bundle) -> None:
+        if new.trust_domain != current.trust_domain:
+            raise InvalidBundleError(
+                f"bundle trust domain changed from {current.trust_domain} to {new.trust_domain}"
+            )
+        warning = self.guard.admit(new)  # Last: it remembers what it admits.
+        if warning is not None:
+            _log.warning("spiffile: %s", warning)
 
 
 @dataclass(frozen=True)
@@ -384,12 +390,13 @@ class Identity:
             raise ConfigurationError(f"cannot read key file: {exc}") from exc
         except SpiffileError as exc:
             raise _naming(exc, "key file", key_file) from exc
+        acceptance = _BundleAcceptance()
         try:
             self._bundle_view = FileView(
                 bundle_file,
                 Bundle.parse,
                 description="bundle",
-                accept=_refuse_rollback,
+                accept=acceptance,
                 clock=clock,
             )
         except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path.
@@ -397,6 +404,7 @@ class Identity:
         except SpiffileError as exc:
             raise _naming(exc, "bundle file", bundle_file) from exc
         bundle = self._bundle_view.get()
+        acceptance.guard.admit(bundle)  # The first version: nothing to compare yet.
         if bundle.trust_domain != self._id.trust_domain:
             raise ConfigurationError(
                 f"identity {self._id} is not in the bundle's trust domain {bundle.trust_domain}"

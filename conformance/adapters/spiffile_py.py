@@ -93,6 +93,33 @@ def _parse_bundle(request: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _reload_bundle(request: Mapping[str, Any]) -> dict[str, Any]:
+    """Load the documents in turn through one Identity's bundle file: its real reload path."""
+    import tempfile
+
+    from spiffile.files import atomic_write
+
+    documents = request["documents"]
+    if not isinstance(documents, list) or not all(isinstance(d, str) for d in documents):
+        raise TypeError("documents must be a list of strings")
+    with tempfile.TemporaryDirectory() as scratch:
+        directory = Path(scratch)
+        bundle_file = directory / "bundle.json"
+        first = documents[0].encode("utf-8")
+        atomic_write(bundle_file, first)
+        trust_domain = Bundle.parse(first).trust_domain
+        (directory / "id").write_text(f"spiffe://{trust_domain}/conformance\n")
+        key_pem = keys.private_key_to_pem(keys.generate_private_key())
+        atomic_write(directory / "key.pem", key_pem, mode=0o600)
+        accepted = [True]
+        with Identity.from_dir(directory) as identity:
+            for document in documents[1:]:
+                atomic_write(bundle_file, document.encode("utf-8"))
+                identity.bundle  # noqa: B018 - the reload happens on access.
+                accepted.append(identity.status().bundle.healthy)
+    return {"ok": True, "accepted": accepted}
+
+
 def _generate_key(request: Mapping[str, Any]) -> dict[str, Any]:
     pem = keys.private_key_to_pem(keys.generate_private_key())
     return {"ok": True, "pem": pem.decode("ascii")}
@@ -192,6 +219,7 @@ handlers: dict[str, Handler] = {
     "jwk-thumbprint": _guard(_jwk_thumbprint),
     "parse-id": _guard(_parse_id),
     "parse-bundle": _guard(_parse_bundle),
+    "reload-bundle": _guard(_reload_bundle),
     "generate-key": _guard(_generate_key),
     "mint": _guard(_mint),
     "verify": _guard(_verify),

@@ -4,7 +4,8 @@
 each hold one job: ``document`` the spiffile bundle (per-identity keys,
 PROFILE.md §4), ``spiffe`` the standard SPIFFE format (SPIFFE Trust Domain and
 Bundle §4), ``lint`` the strict checker behind ``spiffile check``, and
-``_compact`` the storage scheme that keeps large bundles small.
+``_compact`` the storage scheme that keeps large bundles small, ``sequence``
+the consumer's rollback rule across reloads.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from spiffile.bundle.document import (
     Bundle,
 )
 from spiffile.bundle.lint import lint_bundle
+from spiffile.bundle.sequence import SequenceGuard
 from spiffile.bundle.spiffe import JwtAuthority, SpiffeBundle, spiffe_jwt_bundle
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "BoundKey",
     "Bundle",
     "JwtAuthority",
+    "SequenceGuard",
     "SpiffeBundle",
     "lint_bundle",
     "spiffe_jwt_bundle",

@@ -55,6 +55,7 @@ __all__ = [
     "LOCK_FILE",
     "MAX_SEQUENCE",
     "PUBLIC_MODE",
+    "SEQUENCE_FILE",
     "SERVICES_DIR",
     "STAGED_KEY_FILE",
     "Root",
@@ -80,6 +81,8 @@ __all__ = [
 ]
 
 BUNDLE_FILE: Final = "bundle.json"
+#: The high-water mark of ``spiffe_sequence``: the producer's, never read by consumers.
+SEQUENCE_FILE: Final = ".sequence"
 SERVICES_DIR: Final = "services"
 LOCK_FILE: Final = ".lock"
 ID_FILE: Final = "id"
@@ -111,7 +114,7 @@ _RESERVED: Final = frozenset({ID_FILE, KEY_FILE, STAGED_KEY_FILE, "svid.pem", "s
 # (files.atomic_write names them ".<name>.<pid>.<thread>.<ns>.tmp").
 _STALE_TEMP: Final = re.compile(
     r"\.(?:id|key\.pem|key\.next\.pem|bundle\.json|svid\.pem|svid_key\.pem|svid_bundle\.pem"
-    r"|ca\.pem|state\.json)\..+\.tmp"
+    r"|ca\.pem|state\.json|\.sequence)\..+\.tmp"
 )
 # Private test hook: the crash tests set it to a step name below to SIGKILL the
 # producer between two durable writes.  Inert unless set to one of them.
@@ -218,20 +221,44 @@ class Root:
         The caller holds :meth:`lock`.  Every write increases the sequence
         because consumers refuse to go back (PROFILE.md §4.4).
         """
-        sequence = (bundle.sequence or 0) + 1
+        # Above everything this root ever published, even when another tool
+        # rewrote bundle.json without the member (its next reader would see
+        # our number restart at 1 and refuse every later bundle as a
+        # rollback).  The high-water mark is durable before the bundle is.
+        sequence = max(bundle.sequence or 0, self.high_water()) + 1
         if sequence > MAX_SEQUENCE:
             # Another tool wrote an absurd number (PROFILE.md §4.4): readers
             # that hold it in 64 bits could not load the next document.
             raise ProvisionError(
                 f"{self.bundle_path}: spiffe_sequence is at or above 2^64 - 1; write a lower "
-                "sequence by hand and restart every consumer "
+                f"sequence into {BUNDLE_FILE} and {SEQUENCE_FILE} by hand and restart every consumer "
                 "(they refuse a lower number until they restart)"
             )
+        atomic_write(self.path / SEQUENCE_FILE, f"{sequence}\n".encode(), mode=PUBLIC_MODE)
         new = bundle.with_sequence(sequence)
         data = new.to_json()
         atomic_write(self.bundle_path, data, mode=PUBLIC_MODE)
         self._cache = (data, new)
         return new
+
+    def high_water(self) -> int:
+        """The highest ``spiffe_sequence`` this root has published (0 before the first).
+
+        Kept in ``<root>/.sequence`` (PROFILE.md §4.4).  A file that does not
+        hold a plain decimal number is refused, not guessed at.
+        """
+        path = self.path / SEQUENCE_FILE
+        try:
+            text = read_regular(path, limit=64).decode("ascii", "replace").strip()
+        except FileNotFoundError:
+            return 0
+        if not (text.isascii() and text.isdigit()) or int(text) > MAX_SEQUENCE:
+            raise ProvisionError(
+                f"{path} does not hold a sequence number (the highest spiffe_sequence this "
+                "root published); delete it only if bundle.json's spiffe_sequence is the highest "
+                "any consumer has seen"
+            )
+        return int(text)
 
 
 #: Where a function accepts a root: a :class:`Root`, or the path of one.
@@ -469,7 +496,12 @@ def root_findings(root: Root) -> list[RootFinding]:
     """
     findings: list[RootFinding] = []
     _directory_finding(findings, root.path, follow=True)
-    for special, mode in ((root.path / LOCK_FILE, KEY_MODE), (root.bundle_path, None)):
+    specials = (
+        (root.path / LOCK_FILE, KEY_MODE),
+        (root.bundle_path, None),
+        (root.path / SEQUENCE_FILE, None),
+    )
+    for special, mode in specials:
         _file_finding(findings, special, mode)
     if os.path.lexists(root.services_path) and _directory_finding(findings, root.services_path):
         for dirpath, dirnames, filenames in os.walk(root.services_path):

@@ -9,6 +9,8 @@ umask.  The docstring says what the finding was.
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import os
 import shutil
 import stat
@@ -23,8 +25,16 @@ from typing import Any
 
 import pytest
 
-from spiffile.bundle import Bundle
-from spiffile.errors import ProvisionError, PruneTooSoonError, SpiffileError, UnsafeRootError
+from spiffile.bundle import Bundle, SequenceGuard
+from spiffile.errors import (
+    InvalidBundleError,
+    ProvisionError,
+    PruneTooSoonError,
+    SpiffileError,
+    UnknownIdentityError,
+    UnsafeRootError,
+)
+from spiffile.files import atomic_write
 from spiffile.keys import generate_private_key, kid_for, load_private_key_pem, private_key_to_pem
 from spiffile.provision import (
     PRUNE_DELAY,
@@ -501,3 +511,87 @@ def test_advisory_prune_within_90_seconds_of_a_rotation(root: Root) -> None:
     assert prune_service(root, "orders", force=True) == [new]
     assert bound(root, "orders") == [staged]
     assert prune_service(root, "orders") == []  # Nothing to retire: never refused.
+
+
+# -- item: producers never go back in spiffe_sequence -----------------------------------------
+
+
+def foreign_rewrite(root: Root, *, sequence: int | None) -> None:
+    """What another producer (or a script) does: rewrite bundle.json its own way."""
+    document = json.loads(root.bundle_path.read_bytes())
+    document.pop("spiffe_sequence", None)
+    if sequence is not None:
+        document["spiffe_sequence"] = sequence
+    atomic_write(root.bundle_path, json.dumps(document).encode())
+
+
+@pytest.mark.parametrize("foreign_sequence", [None, 1])
+def test_advisory_sequence_restarts_after_a_foreign_rewrite(
+    root: Root, foreign_sequence: int | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bundle rewritten by another producer without ``spiffe_sequence`` (or with a low
+    one) made our next write restart at 1, and every running consumer that had loaded a
+    higher number refused all later bundles as a rollback: keys added or revoked by us
+    stopped taking effect until restart.  The root now keeps a high-water mark, and a
+    consumer accepts a document without the member (one warning) and refuses only a
+    lower number.
+    """
+    add_service(root, "orders")
+    add_service(root, "billing")
+    billing = load_identity(root, "billing")
+    published = billing.status().bundle_sequence
+    assert published is not None and root.high_water() == published
+
+    foreign_rewrite(root, sequence=foreign_sequence)
+    with caplog.at_level(logging.WARNING, logger="spiffile"):
+        billing.bundle  # noqa: B018 - the reload happens on access.
+    if foreign_sequence is None:
+        assert billing.status().bundle.healthy  # Accepted...
+        warnings = [r for r in caplog.records if "no spiffe_sequence" in r.getMessage()]
+        assert len(warnings) == 1  # ...with one warning.
+    else:
+        assert not billing.status().bundle.healthy  # A lower number is a rollback.
+
+    # Our next write is above everything this root published, so the running
+    # consumer takes it: a new service becomes verifiable, a removal takes effect.
+    add_service(root, "ledger")
+    assert Bundle.parse(root.bundle_path.read_bytes()).sequence == published + 1
+    ledger = load_identity(root, "ledger")
+    assert str(billing.verify(ledger.token(str(billing.id))).id).endswith("/ledger")
+    assert billing.status().healthy
+    orders = load_identity(root, "orders")
+    token = orders.token(str(billing.id))
+    remove_service(root, "orders")
+    with pytest.raises(UnknownIdentityError):
+        billing.verify(token)
+
+
+def test_advisory_high_water_survives_a_lower_bundle_and_refuses_garbage(root: Root) -> None:
+    """The high-water mark, not the bundle, decides the next number; a damaged mark stops
+    the producer with a clear error instead of guessing (guessing low is the bug)."""
+    add_service(root, "orders")
+    high = root.high_water()
+    foreign_rewrite(root, sequence=None)
+    rotate_service(root, "orders")
+    assert Bundle.parse(root.bundle_path.read_bytes()).sequence == high + 1
+    foreign_rewrite(root, sequence=high + 40)  # A higher foreign number is respected.
+    rotate_service(root, "orders")
+    assert root.high_water() == high + 41
+    (root.path / ".sequence").write_text("twelve\n")
+    before = root.bundle_path.read_bytes()
+    with pytest.raises(ProvisionError, match="sequence number"):
+        rotate_service(root, "orders")
+    assert root.bundle_path.read_bytes() == before
+
+
+def test_sequence_guard_rule() -> None:
+    """The pure consumer rule behind Identity's reload (PROFILE.md §4.4)."""
+    empty = Bundle.empty(TD)
+    guard = SequenceGuard()
+    assert guard.admit(empty) is None  # Nothing loaded yet: no sequence is fine.
+    assert guard.admit(empty.with_sequence(5)) is None
+    assert guard.admit(empty) is not None  # Accepted, with a warning to log.
+    with pytest.raises(InvalidBundleError, match="rollback"):
+        guard.admit(empty.with_sequence(4))
+    assert guard.highest == 5
+    assert guard.admit(empty.with_sequence(5)) is None
