@@ -327,6 +327,16 @@ class ExportError(ProvisionError):
     code = "export"
 
 
+class NestedServiceError(ProvisionError):
+    """Refused: the service's directory would contain, or sit inside, another service's.
+
+    Mounting or sharing the outer directory would hand out the inner
+    service's private key (PROFILE.md §3.4).
+    """
+
+    code = "nested_service"
+
+
 class PruneTooSoonError(ProvisionError):
     """Refused: the key being retired may still have valid tokens in flight (PROFILE.md §8.3)."""
 
@@ -350,6 +360,7 @@ __all__ += [
     "InvalidServiceNameError",
     "KeyInUseError",
     "LockTimeoutError",
+    "NestedServiceError",
     "NoStagedRotationError",
     "PruneTooSoonError",
     "RootNotFoundError",

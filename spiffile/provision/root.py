@@ -30,6 +30,7 @@ from spiffile.errors import (
     InvalidServiceNameError,
     InvalidSpiffeIdError,
     LockTimeoutError,
+    NestedServiceError,
     ProvisionError,
     RootNotFoundError,
     TrustDomainMismatchError,
@@ -63,6 +64,7 @@ __all__ = [
     "RootLike",
     "as_root",
     "check_directory",
+    "check_not_nested",
     "check_service_dirs",
     "directory_problem",
     "ensure_service_dir",
@@ -389,6 +391,45 @@ def service_dir(root: Root, name: str) -> Path:
     return root.services_path.joinpath(*name.split("/"))
 
 
+def check_not_nested(root: Root, bundle: Bundle, name: str) -> None:
+    """Refuse a new service whose directory would hold, or sit inside, another service's.
+
+    ``team/payments`` lives in ``services/team/payments/``, inside ``team``'s
+    own directory: whoever mounts or is given ``services/team`` gets
+    payments' private key too.  So the pair is refused, in either order
+    (PROFILE.md §3.4).  Both the bundle and the disk are consulted: an entry
+    another tool wrote, or files whose entry is gone, count as a service.
+    """
+    segments = name.split("/")
+    ancestors = ["/".join(segments[:end]) for end in range(1, len(segments))]
+    inner_prefix = f"spiffe://{root.trust_domain}/{name}/"
+    for ancestor in ancestors:
+        directory = service_dir(root, ancestor)
+        holds = any(os.path.lexists(directory / f) for f in (ID_FILE, KEY_FILE, STAGED_KEY_FILE))
+        if holds or f"spiffe://{root.trust_domain}/{ancestor}" in _raw_ids(bundle):
+            raise NestedServiceError(
+                f"service {name!r} would live inside the directory of service {ancestor!r}, "
+                "which would then hold its private key; choose a name that does not nest "
+                f"under {ancestor!r}"
+            )
+    inner = [sid for sid in _raw_ids(bundle) if sid.startswith(inner_prefix)]
+    directory = service_dir(root, name)
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        inner += [f"{name}/{entry.name}" for entry in os.scandir(directory) if entry.is_dir()]
+    if inner:
+        raise NestedServiceError(
+            f"service {name!r} would hold the directory of {inner[0][:200]!r} inside its own, "
+            "and with it that service's private key; choose a name that no other service "
+            "nests under"
+        )
+
+
+def _raw_ids(bundle: Bundle) -> list[str]:
+    # Raw entry names: a malformed entry still names a service.
+    identities = bundle.to_document()["identities"]
+    return list(identities) if isinstance(identities, dict) else []
+
+
 def service_dirs(root: Root, name: str) -> list[Path]:
     """The directories from ``services/`` down to *name*'s own, outermost first."""
     directory = root.services_path
@@ -477,7 +518,8 @@ class RootFinding:
     own or may write), ``link`` (a symbolic link where a file or directory of
     the root belongs), ``not_regular`` (a FIFO, socket or device there),
     ``key_mode`` (a key file readable by others), ``lock_mode`` (``.lock`` not
-    ``0600``).  ``repair`` is a shell command that fixes it.
+    ``0600``), ``nested_service`` (a service inside another's directory, left
+    by an older version: new pairs are refused).  ``repair`` is a shell command that fixes it.
     """
 
     kind: str
@@ -503,6 +545,7 @@ def root_findings(root: Root) -> list[RootFinding]:
     )
     for special, mode in specials:
         _file_finding(findings, special, mode)
+    service_dirs_seen: list[Path] = []
     if os.path.lexists(root.services_path) and _directory_finding(findings, root.services_path):
         for dirpath, dirnames, filenames in os.walk(root.services_path):
             here = Path(dirpath)
@@ -513,7 +556,25 @@ def root_findings(root: Root) -> list[RootFinding]:
             for entry in sorted(filenames):
                 if entry in (ID_FILE, KEY_FILE, STAGED_KEY_FILE):
                     _file_finding(findings, here / entry, allowed if entry != ID_FILE else None)
+            if ID_FILE in filenames or KEY_FILE in filenames:
+                outer = next((d for d in service_dirs_seen if d in here.parents), None)
+                if outer is not None:
+                    findings.append(_nested_finding(root, outer, here))
+                service_dirs_seen.append(here)
     return sorted(findings, key=lambda finding: (str(finding.path), finding.kind))
+
+
+def _nested_finding(root: Root, outer: Path, inner: Path) -> RootFinding:
+    outer_name = outer.relative_to(root.services_path).as_posix()
+    inner_name = inner.relative_to(root.services_path).as_posix()
+    return RootFinding(
+        "nested_service",
+        inner,
+        f"service {inner_name!r} lives inside the directory of service {outer_name!r}: "
+        f"whoever is given {outer_name!r}'s directory gets {inner_name!r}'s private key",
+        f"spiffile remove --root {shlex.quote(os.fspath(root.path))} {shlex.quote(inner_name)}"
+        "  # then provision it under a name that does not nest",
+    )
 
 
 def _directory_finding(findings: list[RootFinding], path: Path, *, follow: bool = False) -> bool:

@@ -86,6 +86,7 @@ from spiffile.provision.root import (
     RootLike,
     as_root,
     check_directory,
+    check_not_nested,
     check_service_dirs,
     ensure_service_dir,
     init_root,
@@ -316,6 +317,9 @@ def add_service(root: RootLike, name: str, *, group: int | str | None = None) ->
     sid = service_id(root, name)
     gid = None if group is None else _resolve_group(group)
     with locked(root) as bundle:
+        check_service_dirs(root, name)
+        if not _is_provisioned(root, bundle, name, sid):
+            check_not_nested(root, bundle, name)
         directory = ensure_service_dir(root, name, group=gid)
         _check_owner(directory, sid)
         if gid is not None:
@@ -334,6 +338,13 @@ def add_service(root: RootLike, name: str, *, group: int | str | None = None) ->
             bundle = _bind(root, bundle, sid, key)
         x509_service_hook(root, name, force=False)
         return _info(bundle, name, sid, directory)
+
+
+def _is_provisioned(root: Root, bundle: Bundle, name: str, sid: SpiffeId) -> bool:
+    """Whether *name* exists already (its files or its entry): adding it again is allowed."""
+    directory = service_dir(root, name)
+    on_disk = any(os.path.lexists(directory / f) for f in (ID_FILE, KEY_FILE))
+    return on_disk or str(sid) in bundle.to_document()["identities"]
 
 
 def _resolve_group(group: int | str) -> int:

@@ -28,6 +28,7 @@ import pytest
 from spiffile.bundle import Bundle, SequenceGuard
 from spiffile.errors import (
     InvalidBundleError,
+    NestedServiceError,
     ProvisionError,
     PruneTooSoonError,
     SpiffileError,
@@ -595,3 +596,53 @@ def test_sequence_guard_rule() -> None:
         guard.admit(empty.with_sequence(4))
     assert guard.highest == 5
     assert guard.admit(empty.with_sequence(5)) is None
+
+
+# -- item: a service directory never contains another service's ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [("team", "team/payments"), ("team/payments", "team"), ("a", "a/b/c"), ("a/b/c", "a")],
+)
+def test_advisory_nested_service_directory_holds_another_services_key(
+    root: Root, first: str, second: str
+) -> None:
+    """``team/payments`` lived inside ``team``'s directory, so mounting team's directory
+    mounted payments' private key.  Such pairs are now refused, in either order, and
+    nothing is written for the refused one.
+    """
+    add_service(root, first)
+    before = tree(root.path)
+    with pytest.raises(NestedServiceError):
+        add_service(root, second)
+    assert tree(root.path) == before
+    add_service(root, first)  # The existing service itself is still fine.
+    assert root_findings(root) == []
+
+
+def test_advisory_nested_pair_by_bundle_entry_only(root: Root) -> None:
+    """An entry another tool wrote (no files here) still counts as a service."""
+    add_service(root, "team")
+    remove = root.services_path / "team"
+    for name in ("key.pem", "id"):
+        (remove / name).unlink()
+    remove.rmdir()
+    with pytest.raises(NestedServiceError):
+        add_service(root, "team/payments")
+
+
+def test_advisory_nested_pair_left_by_an_older_version_keeps_working(root: Root) -> None:
+    """A root that already holds a pair is not locked out: both services keep working,
+    and the doctor's finding names the pair with the command that undoes it."""
+    add_service(root, "team/payments")
+    team = root.services_path / "team"
+    (team / "key.pem").write_bytes(private_key_to_pem(generate_private_key()))
+    os.chmod(team / "key.pem", 0o600)
+    (team / "id").write_text(f"spiffe://{TD}/team\n")
+    add_service(root, "team")  # Registers the key found on disk, as an older version did.
+    rotate_service(root, "team")
+    rotate_service(root, "team/payments")
+    findings = root_findings(root)
+    assert [(f.kind, f.path) for f in findings] == [("nested_service", team / "payments")]
+    assert "spiffile remove" in findings[0].repair and "team/payments" in findings[0].repair
