@@ -233,8 +233,8 @@ class Root:
             # that hold it in 64 bits could not load the next document.
             raise ProvisionError(
                 f"{self.bundle_path}: spiffe_sequence is at or above 2^64 - 1; write a lower "
-                f"sequence into {BUNDLE_FILE} and {SEQUENCE_FILE} by hand and restart every consumer "
-                "(they refuse a lower number until they restart)"
+                f"sequence into {BUNDLE_FILE} and {SEQUENCE_FILE} by hand and restart every "
+                "consumer (they refuse a lower number until they restart)"
             )
         atomic_write(self.path / SEQUENCE_FILE, f"{sequence}\n".encode(), mode=PUBLIC_MODE)
         new = bundle.with_sequence(sequence)
