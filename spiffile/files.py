@@ -39,6 +39,7 @@ __all__ = [
     "require_directory",
     "set_access",
     "set_directory_access",
+    "set_times",
     "touch",
 ]
 
@@ -239,6 +240,12 @@ def touch(fd: int, path: str | os.PathLike[str]) -> None:
     os.utime(fd)
 
 
+def set_times(path: str | os.PathLike[str], atime_ns: int, mtime_ns: int) -> None:
+    """Set *path*'s access and modification times (the link itself if it is one)."""
+    _fault(path)
+    os.utime(path, ns=(atime_ns, mtime_ns), follow_symlinks=False)
+
+
 # -- fault injection (tests only) ----------------------------------------------------
 #
 # Every change the producer makes to a root goes through the functions above
@@ -313,6 +320,11 @@ def atomic_write(
         finally:
             os.close(fd)
         os.replace(tmp, target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        # Name the file being replaced, not the temporary one next to it.
+        raise OSError(exc.errno, exc.strerror or str(exc), os.fspath(path)) from exc
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

@@ -40,9 +40,11 @@ from spiffile.files import (
     atomic_write,
     make_directory,
     read_regular,
+    remove_directory,
     remove_file,
     require_directory,
 )
+from spiffile.provision._changes import Changes
 from spiffile.spiffe_id import MAX_ID_BYTES, SpiffeId, validate_trust_domain
 
 __all__ = [
@@ -155,6 +157,7 @@ class Root:
         self._mutex = threading.RLock()
         self._depth = 0
         self._fd: int | None = None
+        self._changes: Changes | None = None
         # The last bundle read or written, keyed by its exact bytes.
         self._cache: tuple[bytes, Bundle] | None = None
 
@@ -179,16 +182,31 @@ class Root:
         try:
             if self._depth == 0:
                 self._fd = _flock(self.path / LOCK_FILE, deadline, limit)
+                self._changes = Changes()
             self._depth += 1
             try:
                 yield
+            except BaseException as exc:
+                # The outermost holder takes back what the failed operation
+                # wrote: a failure leaves the root as it was (module _changes).
+                if self._depth == 1 and self._changes is not None:
+                    _undo(self._changes, exc)
+                raise
             finally:
                 self._depth -= 1
                 if self._depth == 0 and self._fd is not None:
                     fd, self._fd = self._fd, None
+                    self._changes = None
                     os.close(fd)
         finally:
             self._mutex.release()
+
+    @property
+    def changes(self) -> Changes:
+        """The undo log of the operation holding the lock: every write goes through it."""
+        if self._changes is None:
+            raise RuntimeError("a root is written only under its lock")
+        return self._changes
 
     # -- the bundle (callers hold the lock) ------------------------------------------
 
@@ -239,7 +257,7 @@ class Root:
         atomic_write(self.path / SEQUENCE_FILE, f"{sequence}\n".encode(), mode=PUBLIC_MODE)
         new = bundle.with_sequence(sequence)
         data = new.to_json()
-        atomic_write(self.bundle_path, data, mode=PUBLIC_MODE)
+        self.changes.write(self.bundle_path, data, mode=PUBLIC_MODE)
         self._cache = (data, new)
         return new
 
@@ -261,6 +279,23 @@ class Root:
                 "any consumer has seen"
             )
         return int(text)
+
+
+def _undo(changes: Changes, failure: BaseException) -> None:
+    try:
+        changes.undo()
+    except Exception as exc:
+        raise ProvisionError(
+            f"{_brief(failure)}; undoing the partial change failed too ({_brief(exc)}): every "
+            "key file on disk is still bound, run the command again once the cause is fixed"
+        ) from failure
+
+
+def _brief(exc: BaseException) -> str:
+    if isinstance(exc, OSError):
+        where = f" {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror or type(exc).__name__}:{where}"
+    return str(exc) or type(exc).__name__
 
 
 #: Where a function accepts a root: a :class:`Root`, or the path of one.
@@ -642,29 +677,44 @@ def init_root(
     :class:`InvalidBundleError` (touching nothing) if the bundle is corrupt.
     """
     root = Root(path, trust_domain, lock_timeout=lock_timeout)
+    created: list[Path] = []
+    fresh = False
     with os_errors(root):
-        if not root.path.exists():
-            # Like `mkdir -p`, but every directory created gets exactly 0755
-            # whatever the umask: a group/world-writable parent would let
-            # others swap the root (os.makedirs gives parents 0777 & ~umask).
-            missing = [root.path, *(p for p in root.path.parents if not p.exists())]
-            for directory in reversed(missing):
-                with contextlib.suppress(FileExistsError):  # A concurrent init.
-                    os.mkdir(directory, _ROOT_DIR_MODE)
-                    os.chmod(directory, _ROOT_DIR_MODE)
-        elif not root.path.is_dir():
-            raise ProvisionError(f"{root.path} exists and is not a directory")
-        if root.bundle_path.exists():
-            # Checked before the lock too: a directory that is not (or not
-            # our) root must not be left with a ``.lock`` file.
-            _check_existing_bundle(root)
-        check_directory(root.path, follow=True)
-        with root.lock():
+        try:
+            if not root.path.exists():
+                # Like `mkdir -p`, but every directory created gets exactly 0755
+                # whatever the umask: a group/world-writable parent would let
+                # others swap the root (os.makedirs gives parents 0777 & ~umask).
+                missing = [root.path, *(p for p in root.path.parents if not p.exists())]
+                for directory in reversed(missing):
+                    if make_directory(directory, _ROOT_DIR_MODE):
+                        created.append(directory)
+            elif not root.path.is_dir():
+                raise ProvisionError(f"{root.path} exists and is not a directory")
             if root.bundle_path.exists():
+                # Checked before the lock too: a directory that is not (or not
+                # our) root must not be left with a ``.lock`` file.
                 _check_existing_bundle(root)
-            else:
-                root.write_bundle(Bundle.empty(root.trust_domain))
-            _make_dir(root.services_path, _ROOT_DIR_MODE)
+            check_directory(root.path, follow=True)
+            fresh = not os.path.lexists(root.path / LOCK_FILE)
+            with root.lock():
+                if root.bundle_path.exists():
+                    _check_existing_bundle(root)
+                else:
+                    root.write_bundle(Bundle.empty(root.trust_domain))
+                _make_dir(root, root.services_path, _ROOT_DIR_MODE)
+        except BaseException:
+            # The lock's owner took back bundle.json and services/; what made
+            # the directory a root in the making goes too, so a failed init
+            # leaves the place as it found it.
+            if fresh and not root.bundle_path.exists():
+                for leftover in (SEQUENCE_FILE, LOCK_FILE):
+                    with contextlib.suppress(OSError):
+                        remove_file(root.path / leftover)
+            for directory in reversed(created):
+                with contextlib.suppress(OSError):
+                    remove_directory(directory)
+            raise
     return root
 
 
@@ -698,10 +748,10 @@ def open_root(path: str | os.PathLike[str], *, lock_timeout: float = DEFAULT_LOC
     return root
 
 
-def _make_dir(path: Path, mode: int, *, group: int | None = None) -> None:
+def _make_dir(root: Root, path: Path, mode: int, *, group: int | None = None) -> None:
     """Create one directory with exactly *mode* (whatever the umask), or check the existing one."""
     try:
-        created = make_directory(path, mode, group=group)
+        created = root.changes.make_dir(path, mode, group=group)
     except UnsafeRootError:
         raise
     except NotADirectoryError:
@@ -715,13 +765,13 @@ def _make_dir(path: Path, mode: int, *, group: int | None = None) -> None:
 def ensure_service_dir(root: Root, name: str, *, group: int | None = None) -> Path:
     """Create (or check) every directory down to *name*'s; the last one gets *group* access."""
     dirs = service_dirs(root, name)
-    _make_dir(dirs[0], _ROOT_DIR_MODE)
+    _make_dir(root, dirs[0], _ROOT_DIR_MODE)
     for directory in dirs[1:-1]:
         # Intermediate directories of nested names: a workload in a group
         # layout must be able to traverse them, and nothing in them is secret.
-        _make_dir(directory, _ROOT_DIR_MODE if group is not None else _SERVICE_DIR_MODE)
+        _make_dir(root, directory, _ROOT_DIR_MODE if group is not None else _SERVICE_DIR_MODE)
     mode = _SERVICE_DIR_MODE if group is None else GROUP_DIR_MODE
-    _make_dir(dirs[-1], mode, group=group)
+    _make_dir(root, dirs[-1], mode, group=group)
     return dirs[-1]
 
 

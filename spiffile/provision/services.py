@@ -18,6 +18,10 @@ by :func:`prune_service`.  Re-running the interrupted command completes it;
 ``add_service`` also registers a key file that exists but is not bound (a
 restored backup, a root written by another tool).
 
+A failure part way (a full disk, a read-only file system) is not a crash:
+the root's lock takes back every write the operation made, newest first
+(:mod:`spiffile.provision._changes`), so the root is left as it was.
+
 Rotation is two-phase so that it is safe when bundles reach other hosts later
 than keys do: :func:`stage_rotation` binds a new key while the service keeps
 signing with the old one, :func:`commit_rotation` switches the service to it,
@@ -52,16 +56,10 @@ from spiffile.errors import (
     UnknownKeyError,
 )
 from spiffile.files import (
-    atomic_write,
     open_regular,
     read_descriptor,
     read_regular,
-    remove_directory,
-    remove_file,
-    rename_file,
     set_access,
-    set_directory_access,
-    touch,
 )
 from spiffile.keys import (
     generate_private_key,
@@ -211,9 +209,9 @@ def _require_key(directory: Path, name: str) -> ec.EllipticCurvePrivateKey:
     return key
 
 
-def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+def _write_key(root: Root, path: Path, key: ec.EllipticCurvePrivateKey) -> None:
     mode, group = key_access(path.parent)
-    atomic_write(path, private_key_to_pem(key), mode=mode, group=group)
+    root.changes.write(path, private_key_to_pem(key), mode=mode, group=group)
 
 
 def _check_owner(directory: Path, sid: SpiffeId) -> None:
@@ -244,13 +242,13 @@ def _check_owner(directory: Path, sid: SpiffeId) -> None:
     )
 
 
-def _write_id(directory: Path, sid: SpiffeId) -> None:
+def _write_id(root: Root, directory: Path, sid: SpiffeId) -> None:
     content = f"{sid}\n".encode()
     path = directory / ID_FILE
     with contextlib.suppress(FileNotFoundError):
         if read_regular(path, limit=4096) == content:
             return
-    atomic_write(path, content, mode=PUBLIC_MODE)
+    root.changes.write(path, content, mode=PUBLIC_MODE)
 
 
 # -- services ------------------------------------------------------------------------
@@ -323,16 +321,16 @@ def add_service(root: RootLike, name: str, *, group: int | str | None = None) ->
         directory = ensure_service_dir(root, name, group=gid)
         _check_owner(directory, sid)
         if gid is not None:
-            _open_to_group(directory, gid)
+            _open_to_group(root, directory, gid)
         sweep_stale_temporaries(directory)
         key = _load_key(directory / KEY_FILE)  # A corrupt key file stops us here.
-        _write_id(directory, sid)
+        _write_id(root, directory, sid)
         step("add:id-written")
         if key is None:
             key = generate_private_key()
             bundle = _bind(root, bundle, sid, key)
             step("add:bundle-written")
-            _write_key(directory / KEY_FILE, key)
+            _write_key(root, directory / KEY_FILE, key)
             step("add:key-written")
         else:
             bundle = _bind(root, bundle, sid, key)
@@ -360,16 +358,16 @@ def _resolve_group(group: int | str) -> int:
         raise ProvisionError(f"no group {str(group)[:64]!r} on this host") from None
 
 
-def _open_to_group(directory: Path, gid: int) -> None:
+def _open_to_group(root: Root, directory: Path, gid: int) -> None:
     """Give an existing service directory (and its key files) the read-only group layout."""
     st = os.lstat(directory)
     if st.st_gid != gid or stat.S_IMODE(st.st_mode) != GROUP_DIR_MODE:
-        set_directory_access(directory, GROUP_DIR_MODE, group=gid)
+        root.changes.set_dir_access(directory, GROUP_DIR_MODE, group=gid)
     for file_name in (KEY_FILE, STAGED_KEY_FILE):
         path = directory / file_name
         with contextlib.suppress(FileNotFoundError), open_regular(path) as (fd, key_st):
             if key_st.st_gid != gid or stat.S_IMODE(key_st.st_mode) != GROUP_KEY_MODE:
-                set_access(fd, path, GROUP_KEY_MODE, group=gid)
+                root.changes.set_file_access(fd, path, GROUP_KEY_MODE, group=gid)
 
 
 def _stage(root: Root, bundle: Bundle, sid: SpiffeId, directory: Path) -> tuple[str, Bundle]:
@@ -379,7 +377,7 @@ def _stage(root: Root, bundle: Bundle, sid: SpiffeId, directory: Path) -> tuple[
     key = generate_private_key()
     bundle = _bind(root, bundle, sid, key)
     step("stage:bundle-written")
-    _write_key(directory / STAGED_KEY_FILE, key)
+    _write_key(root, directory / STAGED_KEY_FILE, key)
     step("stage:key-written")
     return kid_for(key.public_key()), bundle
 
@@ -393,10 +391,10 @@ def _commit(root: Root, bundle: Bundle, sid: SpiffeId, directory: Path, name: st
     bundle = _bind(root, bundle, sid, staged)
     # The staged file was created 0600 by atomic_write; renaming it keeps the
     # key file's replacement atomic and never widens its mode.
-    rename_file(directory / STAGED_KEY_FILE, directory / KEY_FILE)
+    root.changes.rename(directory / STAGED_KEY_FILE, directory / KEY_FILE)
     # The key starts signing now: its mtime says so to the prune delay.
     with open_regular(directory / KEY_FILE) as (fd, _st):
-        touch(fd, directory / KEY_FILE)
+        root.changes.touch(fd, directory / KEY_FILE)
     step("commit:renamed")
     return bundle
 
@@ -516,7 +514,7 @@ def rotate(root: RootLike, name: str, *, keep_old: bool = True) -> Rotation:
             if staged is not None:
                 discarded = kid_for(staged.public_key())
                 # Private key first: it stays bound until the prune below.
-                remove_file(directory / STAGED_KEY_FILE)
+                root.changes.remove(directory / STAGED_KEY_FILE)
                 step("rotate:staged-discarded")
         reused = discarded is None and _load_key(directory / STAGED_KEY_FILE) is not None
         kid, bundle = _stage(root, bundle, sid, directory)
@@ -567,7 +565,7 @@ def revoke_key(root: RootLike, name: str, kid: str) -> None:
             raise UnknownKeyError(f"no key {kid[:64]!r} is bound to or staged for {name!r}")
         if is_staged:
             # Private key first: a key file must never outlive its binding.
-            remove_file(directory / STAGED_KEY_FILE)
+            root.changes.remove(directory / STAGED_KEY_FILE)
             step("revoke:staged-key-deleted")
         _unbind(root, bundle, sid, {kid})
 
@@ -595,7 +593,7 @@ def remove_service(root: RootLike, name: str) -> None:
             raise ServiceNotFoundError(f"no service {name!r} in this root")
         sweep_stale_temporaries(directory)
         for path in present:
-            remove_file(path)
+            root.changes.remove(path)
             step(f"remove:{path.name}-deleted")
         _remove_empty_dirs(root, directory)
         step("remove:dirs-removed")
@@ -608,7 +606,7 @@ def _remove_empty_dirs(root: Root, directory: Path) -> None:
     """Remove *directory* and its parents up to ``services/`` while they are empty."""
     while directory != root.services_path and root.services_path in directory.parents:
         try:
-            remove_directory(directory)
+            root.changes.remove_dir(directory)
         except FileNotFoundError:
             pass  # Gone already (a re-run after a crash): its parent may be too.
         except OSError as exc:
@@ -697,7 +695,7 @@ def export_kubernetes(root: RootLike, name: str, *, namespace: str | None = None
     sid = service_id(root, name)
     with locked(root) as bundle:
         sid, directory, bundle = _service_prelude(root, bundle, name)
-        _write_id(directory, sid)
+        _write_id(root, directory, sid)
         info = _info(bundle, name, sid, directory)
         return render_kubernetes(
             name=name,

@@ -364,12 +364,13 @@ def test_every_bundle_write_increases_the_sequence(
 
     written: list[int] = []
 
-    def recording(path: Any, data: bytes, *, mode: int = 0o644) -> None:
+    def recording(path: Any, data: bytes, *, mode: int = 0o644, group: int | None = None) -> None:
         if Path(path).name == "bundle.json":
             written.append(json.loads(data)["spiffe_sequence"])
-        real(path, data, mode=mode)
+        real(path, data, mode=mode, group=group)
 
-    monkeypatch.setattr("spiffile.provision.root.atomic_write", recording)
+    # Every change to a root goes through its undo log (provision._changes).
+    monkeypatch.setattr("spiffile.provision._changes.atomic_write", recording)
     add_service(root, "orders")
     add_service(root, "billing")
     old = service_info(root, "orders").kid
