@@ -511,9 +511,17 @@ def check_directory(path: Path, *, follow: bool = False) -> os.stat_result:
     if problem is not None:
         raise UnsafeRootError(
             f"{path} {problem}; refusing to write the root through it "
-            "(run `spiffile doctor` for the command that repairs it)"
+            f"(repair: {_directory_repair(path, st)})"
         )
     return st
+
+
+def _directory_repair(path: Path, st: os.stat_result) -> str:
+    quoted = shlex.quote(os.fspath(path))
+    euid = os.geteuid()
+    if st.st_uid != euid:
+        return f"chown {euid} {quoted} && chmod go-w {quoted}"
+    return f"chmod go-w {quoted}"
 
 
 def as_root(root: RootLike) -> Root:
@@ -627,12 +635,9 @@ def _directory_finding(findings: list[RootFinding], path: Path, *, follow: bool 
     problem = directory_problem(st)
     if problem is None:
         return True
-    euid = os.geteuid()
-    if st.st_uid != euid:
-        repair = f"chown {euid} {quoted} && chmod go-w {quoted}"
-    else:
-        repair = f"chmod go-w {quoted}"
-    findings.append(RootFinding("unsafe_directory", path, f"{path} {problem}", repair))
+    findings.append(
+        RootFinding("unsafe_directory", path, f"{path} {problem}", _directory_repair(path, st))
+    )
     return False
 
 
