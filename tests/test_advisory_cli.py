@@ -25,7 +25,7 @@ from conformance._impl import Command, InProcess
 from conformance.run import load_vectors, run_vectors
 from spiffile.bundle import Bundle
 from spiffile.errors import HeaderError, SpiffileError
-from spiffile.keys import kid_for, load_private_key_pem
+from spiffile.keys import generate_private_key, kid_for, load_private_key_pem, private_key_to_pem
 from spiffile.provision import add_service, init_root, service_env
 from spiffile.svid import verify
 
@@ -436,8 +436,14 @@ def test_advisory_one_broken_service_hides_nothing_and_doctor_repairs_it(root: P
     repairs it, and running those commands leaves a healthy root.
     """
     r = str(root)
-    for name in ("ledger", "gone", "team", "team/payments"):
+    for name in ("ledger", "gone", "team/payments"):
         add_service(root, name)
+    # A nested pair as older versions made it (add refuses new pairs): team's
+    # key placed by hand in the directory that holds payments', then registered.
+    (root / "services" / "team" / "key.pem").write_bytes(private_key_to_pem(generate_private_key()))
+    os.chmod(root / "services" / "team" / "key.pem", 0o600)
+    (root / "services" / "team" / "id").write_text(f"spiffe://{TD}/team\n")
+    add_service(root, "team")
     services = root / "services"
     (services / "orders" / "key.pem").write_text("not a key\n")
     (services / "billing" / "key.pem").unlink()

@@ -561,8 +561,9 @@ class RootFinding:
     own or may write), ``link`` (a symbolic link where a file or directory of
     the root belongs), ``not_regular`` (a FIFO, socket or device there),
     ``key_mode`` (a key file readable by others), ``lock_mode`` (``.lock`` not
-    ``0600``), ``nested_service`` (a service inside another's directory, left
-    by an older version: new pairs are refused).  ``repair`` is a shell command that fixes it.
+    ``0600``).  ``repair`` is a shell command that fixes it.  (Services nested
+    in another's directory, which older versions made and ``add`` now refuses,
+    are reported by :mod:`spiffile.provision.doctor`.)
     """
 
     kind: str
@@ -588,7 +589,6 @@ def root_findings(root: Root) -> list[RootFinding]:
     )
     for special, mode in specials:
         _file_finding(findings, special, mode)
-    service_dirs_seen: list[Path] = []
     if os.path.lexists(root.services_path) and _directory_finding(findings, root.services_path):
         for dirpath, dirnames, filenames in os.walk(root.services_path):
             here = Path(dirpath)
@@ -599,25 +599,8 @@ def root_findings(root: Root) -> list[RootFinding]:
             for entry in sorted(filenames):
                 if entry in (ID_FILE, KEY_FILE, STAGED_KEY_FILE):
                     _file_finding(findings, here / entry, allowed if entry != ID_FILE else None)
-            if ID_FILE in filenames or KEY_FILE in filenames:
-                outer = next((d for d in service_dirs_seen if d in here.parents), None)
-                if outer is not None:
-                    findings.append(_nested_finding(root, outer, here))
-                service_dirs_seen.append(here)
+
     return sorted(findings, key=lambda finding: (str(finding.path), finding.kind))
-
-
-def _nested_finding(root: Root, outer: Path, inner: Path) -> RootFinding:
-    outer_name = outer.relative_to(root.services_path).as_posix()
-    inner_name = inner.relative_to(root.services_path).as_posix()
-    return RootFinding(
-        "nested_service",
-        inner,
-        f"service {inner_name!r} lives inside the directory of service {outer_name!r}: "
-        f"whoever is given {outer_name!r}'s directory gets {inner_name!r}'s private key",
-        f"spiffile remove --root {shlex.quote(os.fspath(root.path))} {shlex.quote(inner_name)}"
-        "  # then provision it under a name that does not nest",
-    )
 
 
 def _directory_finding(findings: list[RootFinding], path: Path, *, follow: bool = False) -> bool:
