@@ -418,10 +418,20 @@ class FileStatus:
     failures: int
 
 
+#: While a :class:`Watcher` refreshes a view, ``get()`` looks at the file
+#: itself at most this often (seconds): the bound on how stale a view can be
+#: if the watcher missed an event.  A change the watcher reports is served
+#: as soon as it is parsed.
+PUSHED_RECHECK: Final = 0.05
+
+
 class FileView(Generic[T]):
     """A parsed view of one file that follows changes and survives bad ones.
 
-    ``get()`` costs one ``stat`` when nothing changed.  A change is any
+    ``get()`` costs one ``stat`` when nothing changed; while a
+    :class:`Watcher` refreshes the view, at most one per
+    :data:`PUSHED_RECHECK` (50 ms), so a change on disk is served at most
+    50 ms after it happened, and at once after the watcher reports it.  A change is any
     difference in (device, inode, size, mtime_ns, ctime_ns): that catches a
     replacement by rename (new inode), an in-place rewrite (size, mtime or
     ctime) and a rewrite that restores the old mtime (ctime cannot be set).
@@ -438,12 +448,13 @@ class FileView(Generic[T]):
         description: str,
         accept: Callable[[T, T], None] | None = None,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         """Load *path* now; raise the parse error (or ``OSError``) if it is not usable yet.
 
         *accept(old, new)* may raise a :class:`SpiffileError` to refuse a new
         version (for example a bundle rollback); it is treated like a parse
-        failure.
+        failure.  *monotonic* times the re-checks while pushed (tests inject it).
         """
         self._path = os.fspath(path)
         self._parse = parse
@@ -460,6 +471,9 @@ class FileView(Generic[T]):
         self._error: str | None = None
         self._failed_stamp: FileStamp | None = None
         self._loaded_at = 0.0
+        self._monotonic = monotonic
+        self._pushed = False
+        self._recheck_at = 0.0
         st = os.stat(self._path)
         read_ns = time.time_ns()
         raw = read_file(self._path)
@@ -471,8 +485,24 @@ class FileView(Generic[T]):
         """The watched path."""
         return self._path
 
+    @property
+    def pushed(self) -> bool:
+        """Whether a watcher refreshes this view (``get()`` then stats at most every 50 ms)."""
+        return self._pushed
+
+    @pushed.setter
+    def pushed(self, value: bool) -> None:
+        self._recheck_at = 0.0
+        self._pushed = value
+
     def get(self) -> T:
         """The current value: re-read only if the file changed, else the cached one."""
+        if self._pushed:
+            now = self._monotonic()
+            # A clock that jumped back (an injected one) re-checks at once.
+            if now < self._recheck_at <= now + PUSHED_RECHECK:
+                return self._value
+            self._recheck_at = now + PUSHED_RECHECK
         try:
             st = os.stat(self._path)
         except OSError:
@@ -770,9 +800,11 @@ class DirectoryView(Generic[T]):
 class Watcher:
     """Push reload: refresh file views as soon as watchfiles reports a change.
 
-    Views already notice changes on every ``get``; the watcher moves parsing
-    (and warnings) off the request path.  It watches the parent directories,
-    because an atomic replace swaps the file's inode.
+    While watched, a view stats its file at most every :data:`PUSHED_RECHECK`
+    (a backstop should an event be missed) instead of on every ``get``; the
+    watcher moves the stat, the parsing and the warnings off the request path.
+    It watches the parent directories, because an atomic replace swaps the
+    file's inode.
     """
 
     def __init__(
@@ -788,6 +820,9 @@ class Watcher:
         notifications); an exception from it is logged, not raised.
         """
         self._views = list(views)
+        for view in self._views:
+            if isinstance(view, FileView):
+                view.pushed = True
         self._on_refresh = on_refresh
         self._stop = threading.Event()
         self._debounce_ms = debounce_ms
@@ -827,8 +862,14 @@ class Watcher:
             # file, so losing the watch (a path watchfiles cannot encode, a
             # directory that vanished) must not kill anything or go unsaid.
             _log.warning("spiffile: push reload stopped, files are checked on use: %s", exc)
+            for view in self._views:
+                if isinstance(view, FileView):
+                    view.pushed = False
 
     def close(self) -> None:
-        """Stop watching and wait for the thread to end."""
+        """Stop watching and wait for the thread to end; views stat on every get again."""
         self._stop.set()
         self._thread.join(timeout=5)
+        for view in self._views:
+            if isinstance(view, FileView):
+                view.pushed = False
