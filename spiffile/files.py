@@ -495,6 +495,11 @@ class FileView(Generic[T]):
         self._recheck_at = 0.0
         self._pushed = value
 
+    def check(self) -> T:
+        """:meth:`get`, looking at the file now even while pushed (health and status paths)."""
+        self._recheck_at = 0.0
+        return self.get()
+
     def get(self) -> T:
         """The current value: re-read only if the file changed, else the cached one."""
         if self._pushed:

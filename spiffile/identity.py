@@ -708,8 +708,10 @@ class Identity:
 
     def status(self) -> IdentityStatus:
         """Whether the key and bundle on disk are what is being served, and if the key is bound."""
-        key = self._key_view.get()
-        bundle = self._bundle_view.get()
+        # check(), not get(): a status reports what is on disk now, even
+        # between the 50 ms re-checks of a watched view.
+        key = self._key_view.check()
+        bundle = self._bundle_view.check()
         key_status, bundle_status = self._key_view.status(), self._bundle_view.status()
         try:
             bound = any(k.kid == key.kid for k in bundle.keys_for(self._id))
