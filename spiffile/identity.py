@@ -277,7 +277,14 @@ class _VerifiedTokens:
     entry count and :data:`_MAX_CACHED_TOKEN`.
     """
 
-    __slots__ = ("_lock", "_probation", "_probation_cap", "_protected", "_protected_cap")
+    __slots__ = (
+        "_bundle",
+        "_lock",
+        "_probation",
+        "_probation_cap",
+        "_protected",
+        "_protected_cap",
+    )
 
     def __init__(self, size: int) -> None:
         self._probation_cap = max(1, size // 4)
@@ -285,6 +292,7 @@ class _VerifiedTokens:
         self._probation: OrderedDict[str, _Verified] = OrderedDict()
         self._protected: OrderedDict[str, _Verified] = OrderedDict()
         self._lock = threading.Lock()
+        self._bundle: Bundle | None = None
 
     def __len__(self) -> int:
         return len(self._probation) + len(self._protected)
@@ -309,6 +317,12 @@ class _VerifiedTokens:
 
     def add(self, token: str, entry: _Verified) -> None:
         with self._lock:
+            if entry.bundle is not self._bundle:
+                # A reloaded bundle: every older entry is stale, and would
+                # keep the old bundle (possibly large) alive.  Drop them.
+                self._probation.clear()
+                self._protected.clear()
+                self._bundle = entry.bundle
             if token in self._protected:
                 self._protected[token] = entry
                 return

@@ -190,3 +190,17 @@ def test_the_cache_can_be_turned_off(realm: Realm) -> None:
     token = realm.token()
     assert identity.verify(token).id == identity.verify(token).id
     assert identity._verified is None
+
+
+def test_a_reload_drops_the_entries_of_the_old_bundle(realm: Realm) -> None:
+    clock = Clock()
+    identity = realm.identity(clock)
+    cache = identity._verified
+    assert cache is not None
+    for n in range(5):
+        identity.verify(realm.token(now=NOW - n))
+    assert len(cache) == 5
+    realm.publish()  # Same keys, a new bundle object: the old one must not be kept.
+    clock.now += 1
+    identity.verify(realm.token())
+    assert len(cache) == 1
