@@ -29,8 +29,8 @@ from pathlib import Path
 
 import pytest
 
-from spiffile import files
 from spiffile.errors import ProvisionError
+from spiffile.files import safe as files
 from spiffile.provision import (
     add_service,
     commit_rotation,

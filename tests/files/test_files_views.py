@@ -217,7 +217,7 @@ def test_accept_hook_refuses_a_version(tmp_path: Path) -> None:
 
 
 def test_oversize_file_is_not_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from spiffile import files
+    from spiffile.files import views as files
 
     path = tmp_path / "f"
     path.write_bytes(b"v1")
@@ -256,7 +256,7 @@ class _CoarseFileSystem:
     def __init__(self, monkeypatch: pytest.MonkeyPatch, path: Path, stamp_ns: int) -> None:
         from types import SimpleNamespace
 
-        from spiffile import files
+        from spiffile.files import views as files
 
         self.stamp_ns = stamp_ns
         self.now_ns = stamp_ns
