@@ -268,6 +268,25 @@ def list_(root: Path | None, as_json: bool) -> None:
 @click.command()
 @root_option
 @json_option
+def republish(root: Path | None, as_json: bool) -> None:
+    """Write the bundle again with the next spiffe_sequence (a doctor repair).
+
+    For a bundle that another tool rewrote without spiffe_sequence, or with a
+    number behind what this root has published: consumers refuse a lower
+    number than the one they hold, so the next document must be above it.
+    """
+    from spiffile.provision import republish_bundle
+
+    sequence = republish_bundle(opened_root(root))
+    if as_json:
+        emit_json({"spiffe_sequence": sequence})
+    else:
+        click.echo(f"bundle republished with spiffe_sequence {sequence}")
+
+
+@click.command()
+@root_option
+@json_option
 def doctor(root: Path | None, as_json: bool) -> None:
     """Check a root and print the command that repairs each problem.
 
@@ -409,4 +428,17 @@ def export_jwks(root: Path | None, name: str) -> None:
     emit_json(spiffe_jwt_bundle(document, info.id))
 
 
-COMMANDS = (init, add, rotate, revoke, prune, remove, list_, doctor, env, export, export_jwks)
+COMMANDS = (
+    init,
+    add,
+    rotate,
+    revoke,
+    prune,
+    remove,
+    list_,
+    doctor,
+    republish,
+    env,
+    export,
+    export_jwks,
+)

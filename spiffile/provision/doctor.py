@@ -26,6 +26,7 @@ from spiffile._quote import quote_id_content
 from spiffile.bundle import Bundle
 from spiffile.errors import (
     InvalidServiceNameError,
+    ProvisionError,
     SpiffileError,
     UnknownIdentityError,
 )
@@ -131,6 +132,9 @@ class _Commands:
         args = " ".join(shlex.quote(a) for a in (name, *extra))
         return f"spiffile {verb} --root {self._root} {args}"
 
+    def on_root(self, verb: str) -> str:
+        return f"spiffile {verb} --root {self._root}"
+
     def readd(self, name: str) -> str:
         return f"{self.spiffile('remove', name)} && {self.spiffile('add', name)}"
 
@@ -153,9 +157,9 @@ def survey(root: RootLike) -> Survey:
             result.entries.append(entry)
             seen.add(entry.id)
         _bundle_entries(root, bundle, seen, blocked, commands, result)
-        _sequence(root, bundle, result.findings)
+        _sequence(root, bundle, commands, result.findings)
     _collisions(result, commands)
-    _nested(result)
+    _nested(result, commands)
     result.entries.sort(key=lambda e: (e.name or "", e.id))
     return result
 
@@ -393,8 +397,27 @@ def _bundle_entries(
         result.entries.append(ServiceEntry(name, text, None, None, message))
 
 
-def _sequence(root: Root, bundle: Bundle, findings: list[Finding]) -> None:
+def _sequence(root: Root, bundle: Bundle, commands: _Commands, findings: list[Finding]) -> None:
     sequence = bundle.sequence
+    try:
+        published = root.high_water()
+    except ProvisionError as exc:
+        findings.append(Finding("sequence_mark_invalid", "error", str(root.path), str(exc), None))
+        published = 0
+    if sequence is None or sequence < published:
+        # Another tool rewrote the bundle (PROFILE.md §4.4): consumers that
+        # loaded a higher number refuse every lower one until they restart.
+        shown = "no spiffe_sequence" if sequence is None else f"spiffe_sequence {sequence}"
+        findings.append(
+            Finding(
+                "sequence_missing" if sequence is None else "sequence_behind",
+                "warning",
+                str(root.bundle_path),
+                f"the bundle has {shown} but this root has published {published}: "
+                "write it again above that",
+                commands.on_root("republish"),
+            )
+        )
     if sequence is not None and sequence > _EXACT_SEQUENCE:
         findings.append(
             Finding(
@@ -432,7 +455,7 @@ def _collisions(result: Survey, commands: _Commands) -> None:
                 )
 
 
-def _nested(result: Survey) -> None:
+def _nested(result: Survey, commands: _Commands) -> None:
     """A service directory inside another's: mounting the outer one exposes the inner key."""
     directories = {e.directory: e.name for e in result.entries if e.directory and e.name}
     for directory, name in directories.items():
@@ -445,8 +468,9 @@ def _nested(result: Survey) -> None:
                         "warning",
                         name,
                         f"{name}'s directory lies inside {outer}'s: whoever can read {outer}'s "
-                        f"directory (a volume mount of it) also reads {name}'s key",
-                        None,
+                        f"directory (a volume mount of it) also reads {name}'s key; the repair "
+                        f"removes {name} (re-add it under a name outside {outer}/)",
+                        commands.spiffile("remove", name),
                     )
                 )
                 break

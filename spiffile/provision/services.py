@@ -127,6 +127,7 @@ __all__ = [
     "open_root",
     "prune_service",
     "remove_service",
+    "republish_bundle",
     "revoke_key",
     "rotate",
     "rotate_service",
@@ -707,3 +708,20 @@ def export_kubernetes(root: RootLike, name: str, *, namespace: str | None = None
             bundle_json=read_regular(root.bundle_path, limit=MAX_BUNDLE_BYTES),
             namespace=namespace,
         )
+
+
+def republish_bundle(root: RootLike) -> int:
+    """Write the bundle again, unchanged but for the next ``spiffe_sequence``; return it.
+
+    The repair for a bundle another tool rewrote without the member, or with a
+    number behind what this root has published (PROFILE.md §4.4): consumers
+    that loaded the higher number refuse every lower one, so the next
+    document must be above it.
+    """
+    root = as_root(root)
+    with locked(root) as bundle:
+        written = root.write_bundle(bundle)
+    sequence = written.sequence
+    if sequence is None:  # pragma: no cover - write_bundle always sets it
+        raise ProvisionError(f"{root.bundle_path}: no spiffe_sequence was written")
+    return sequence

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from spiffile.bundle import Bundle
 from spiffile.keys import generate_private_key, public_jwk
-from spiffile.provision import add_service, init_root, rotate_service
+from spiffile.provision import add_service, init_root, republish_bundle, rotate_service
 from spiffile.provision.doctor import survey
 
 TD = "example.org"
@@ -105,3 +107,39 @@ def test_findings_from_the_file_system_rules_come_through(root: Path) -> None:
     (entry,) = found.entries
     assert entry.name == "orders" and entry.error is not None and "not safe" in entry.error
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [({"spiffe_sequence": None}, "sequence_missing"), ({"spiffe_sequence": 1}, "sequence_behind")],
+    ids=["missing", "behind"],
+)
+def test_a_bundle_rewritten_by_another_tool_gets_a_republish_repair(
+    root: Path, change: dict[str, object], code: str
+) -> None:
+    """Another producer dropped or lowered spiffe_sequence: the repair writes above the mark."""
+    add_service(root, "billing")  # Publishes sequence 3: above the 1 written below.
+    document = json.loads((root / "bundle.json").read_text())
+    if change["spiffe_sequence"] is None:
+        del document["spiffe_sequence"]
+    else:
+        document.update(change)
+    (root / "bundle.json").write_text(json.dumps(document))
+    found = survey(root)
+    assert [(f.code, f.severity) for f in found.findings] == [(code, "warning")]
+    repair = found.findings[0].repair
+    assert repair is not None and repair.startswith("spiffile republish --root ")
+    path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+    done = subprocess.run(
+        ["sh", "-c", repair], env={**os.environ, "PATH": path}, capture_output=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads((root / "bundle.json").read_text())["spiffe_sequence"] == 4
+    assert survey(root).healthy
+
+
+def test_republish_bundle_keeps_every_entry(root: Path) -> None:
+    before = Bundle.parse((root / "bundle.json").read_bytes())
+    assert republish_bundle(root) == (before.sequence or 0) + 1
+    after = Bundle.parse((root / "bundle.json").read_bytes())
+    assert after.to_document()["identities"] == before.to_document()["identities"]
