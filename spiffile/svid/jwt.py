@@ -213,8 +213,7 @@ def _verify(
         expires = _numeric_date(claims, "exp")
         if expires is None:
             raise ClaimsError("claim 'exp' is missing")
-    issued = _numeric_date(claims, "iat") if "iat" in claims else None
-    not_before = _numeric_date(claims, "nbf") if "nbf" in claims else None
+    issued, not_before = _optional_dates(claims)
 
     # Step 2: the subject, looked up in the bundle.
     try:
@@ -246,37 +245,34 @@ def _verify(
     expected = audience if isinstance(audience, str) else str(audience)
     if token_audience != expected:
         raise AudienceError("the token is for another audience")
-    # Each check states what passes, so that a NaN now, leeway or max_lifetime
-    # (which compares false with everything) rejects instead of skipping it.
-    if not expires > now - leeway:
-        raise ExpiredTokenError("the token has expired")
-    if not_before is not None and not not_before <= now + leeway:
-        raise NotYetValidError("the token is not valid yet ('nbf' in the future)")
-    if issued is not None and not issued <= now + leeway:
-        raise NotYetValidError("the token was issued in the future ('iat')")
-    if max_lifetime is not None and not expires - now <= max_lifetime + leeway:
-        raise LifetimeError(
-            f"the token stays valid for more than the verifier's cap of {max_lifetime:g} s"
-        )
-
-    if issuer is not None and claims.get("iss") != issuer:
-        raise ClaimsError("claim 'iss' is not the expected issuer")
+    _check_times(claims, expires, issued, not_before, now, leeway, max_lifetime, issuer)
 
     # Step 5: the verified subject is the caller.
     return Caller(entry.id, claims)
 
 
+def _optional_dates(claims: Mapping[str, Any]) -> tuple[int | None, int | None]:
+    """``(iat, nbf)``: each absent, or an integer NumericDate (else :class:`ClaimsError`)."""
+    issued = _numeric_date(claims, "iat") if "iat" in claims else None
+    not_before = _numeric_date(claims, "nbf") if "nbf" in claims else None
+    return issued, not_before
+
+
 def _check_times(
     claims: Mapping[str, Any],
     expires: int,
+    issued: int | None,
+    not_before: int | None,
     now: float,
     leeway: float,
     max_lifetime: float | None,
     issuer: str | None,
 ) -> None:
-    """Profile steps 8 and 9, and ``iss`` when asked (PROFILE.md §6.1, JWT-SVID §3)."""
-    issued = _numeric_date(claims, "iat") if "iat" in claims else None
-    not_before = _numeric_date(claims, "nbf") if "nbf" in claims else None
+    """Profile steps 8 and 9, and ``iss`` when asked (PROFILE.md §6.1, JWT-SVID §3).
+
+    One implementation for both trust kinds; each caller decodes ``iat`` and
+    ``nbf`` where its own order of checks puts them.
+    """
     # Each check states what passes, so that a NaN now, leeway or max_lifetime
     # (which compares false with everything) rejects instead of skipping it.
     if not expires > now - leeway:
@@ -342,7 +338,7 @@ def _verify_source(
         audiences = token_audience if isinstance(token_audience, list) else (token_audience,)
         if expected not in audiences:
             raise AudienceError("the token is for another audience")
-        _check_times(claims, expires, now, leeway, max_lifetime, issuer)
+        _check_times(claims, expires, *_optional_dates(claims), now, leeway, max_lifetime, issuer)
         return Caller(subject_id, claims, TrustKind.SPIFFE)
 
     # A spiffile bundle: every rule of profile v0 (PROFILE.md §6.1).
@@ -364,7 +360,7 @@ def _verify_source(
         raise SignatureError(f"signature does not verify with the keys bound to {subject[:200]}")
     if token_audience != expected:
         raise AudienceError("the token is for another audience")
-    _check_times(claims, expires, now, leeway, max_lifetime, issuer)
+    _check_times(claims, expires, *_optional_dates(claims), now, leeway, max_lifetime, issuer)
     return Caller(entry.id, claims, TrustKind.SPIFFILE)
 
 
