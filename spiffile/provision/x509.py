@@ -17,7 +17,8 @@ Files (all under the root's lock, all written atomically)::
 Invariants, as on the JWT side:
 
 - the CA key and every SVID key are never readable by others, not even for
-  an instant (``atomic_write`` creates them with their mode);
+  an instant (``Root.changes.write`` creates them with their mode, atomically, and
+  undoes them if the operation fails later);
 - a CA issues nothing before it is published: :func:`issue_svid` first
   re-publishes when the current CA is missing from ``svid_bundle.pem``, so
   every crash between two writes leaves a state the next operation completes;
@@ -52,7 +53,7 @@ from spiffile.errors import (
     ProvisionError,
     ServiceNotFoundError,
 )
-from spiffile.files import atomic_write, make_directory, read_regular
+from spiffile.files import read_regular
 from spiffile.keys import generate_private_key, private_key_to_pem
 from spiffile.provision.root import (
     ID_FILE,
@@ -266,7 +267,7 @@ def _read_ca(root: Root) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
 
 
 def _write_ca(root: Root, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> None:
-    atomic_write(
+    root.changes.write(
         root.path / CA_DIR / _CA_FILE, _pem([cert]) + private_key_to_pem(key), mode=KEY_MODE
     )
 
@@ -281,10 +282,10 @@ def _read_state(root: Root) -> _State | None:
 
 def _publish(root: Root, state: _State) -> None:
     """Write the state, then ``svid_bundle.pem`` and the bundle member, from it."""
-    atomic_write(root.path / CA_DIR / _STATE_FILE, state.to_json(), mode=PUBLIC_MODE)
+    root.changes.write(root.path / CA_DIR / _STATE_FILE, state.to_json(), mode=PUBLIC_MODE)
     step("x509:state-written")
     certificates = [cert for cert, _ in state.published]
-    atomic_write(root.path / SVID_BUNDLE_FILE, _pem(certificates), mode=PUBLIC_MODE)
+    root.changes.write(root.path / SVID_BUNDLE_FILE, _pem(certificates), mode=PUBLIC_MODE)
     step("x509:svid-bundle-written")
     member = [
         base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode("ascii")
@@ -321,7 +322,7 @@ def enable_x509(
     moment = time.time() if now is None else now
     with locked(root):
         with os_errors(root):
-            make_directory(root.path / CA_DIR, _CA_DIR_MODE)
+            root.changes.make_dir(root.path / CA_DIR, _CA_DIR_MODE)
             if x509_enabled(root):
                 cert, _ = _read_ca(root)
                 state = _read_state(root) or _State(DEFAULT_SVID_TTL, ((cert, None),))
@@ -446,9 +447,9 @@ def _issue(root: Root, name: str, now: float, *, force: bool) -> X509ServiceStat
     mode, group = key_access(directory)
     # Key first, then certificate: a reader between the two sees a mismatched
     # pair and keeps serving the previous one (spiffile.tls.X509Source).
-    atomic_write(directory / SVID_KEY_FILE, private_key_to_pem(key), mode=mode, group=group)
+    root.changes.write(directory / SVID_KEY_FILE, private_key_to_pem(key), mode=mode, group=group)
     step("x509:svid-key-written")
-    atomic_write(directory / SVID_FILE, _pem([leaf]), mode=PUBLIC_MODE)
+    root.changes.write(directory / SVID_FILE, _pem([leaf]), mode=PUBLIC_MODE)
     step("x509:svid-written")
     return X509ServiceStatus(name, sid, leaf.not_valid_after_utc.timestamp(), issued=True)
 

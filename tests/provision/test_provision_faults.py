@@ -43,6 +43,7 @@ from spiffile.provision import (
     service_info,
     stage_rotation,
 )
+from spiffile.provision.x509 import enable_x509, renew_svids, rotate_ca
 
 TD = "example.org"
 ERRORS = (errno.ENOSPC, errno.EACCES, errno.EROFS)
@@ -115,6 +116,14 @@ def _no_id(setup: Setup, name: str) -> Setup:
     return without
 
 
+def _x509(setup: Setup) -> Setup:
+    def enabled(root: Path) -> None:
+        setup(root)
+        enable_x509(root)
+
+    return enabled
+
+
 CASES: dict[str, tuple[Setup, Action]] = {
     "init-new": (lambda root: None, lambda root: init_root(root, TD)),
     "add": (_added("billing"), lambda root: add_service(root, "orders")),
@@ -149,6 +158,14 @@ CASES: dict[str, tuple[Setup, Action]] = {
         _no_id(_added("orders"), "orders"),
         lambda root: export_kubernetes(root, "orders"),
     ),
+    # The X.509 extension writes through the same undo log (PROFILE.md §13).
+    "x509-enable": (_added("orders", "billing"), lambda root: enable_x509(root)),
+    "x509-renew": (
+        _x509(_added("orders", "billing")),
+        lambda root: renew_svids(root, force=True),
+    ),
+    "x509-rotate-ca": (_x509(_added("orders")), lambda root: rotate_ca(root)),
+    "x509-add": (_x509(_added("billing")), lambda root: add_service(root, "orders")),
 }
 
 
