@@ -7,15 +7,12 @@ in another root of the same trust domain, so billing's bundle does not know it.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import logging
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
 
@@ -23,6 +20,7 @@ import pytest
 pytest.importorskip("requests")
 
 import requests
+from liveservers import serve_wsgi
 from servicerealm import Realm, provision_realm
 
 from spiffile import svid
@@ -32,7 +30,7 @@ from spiffile.keys import kid_for, load_private_key_pem
 from spiffile.provision import Root, load_identity, rotate_service
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 ORDERS = "spiffe://example.org/orders"
 BILLING = "spiffe://example.org/billing"
@@ -50,25 +48,6 @@ def whoami(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[
     body = json.dumps({"caller": None if caller is None else str(caller.id)}).encode()
     start_response("200 OK", [("Content-Type", "application/json")])
     return [body]
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@contextlib.contextmanager
-def serve_wsgi(app: WSGIApplication) -> Iterator[str]:
-    """Run *app* under wsgiref in a thread on an ephemeral 127.0.0.1 port."""
-    server: WSGIServer = make_server("127.0.0.1", 0, app, handler_class=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join()
-        server.server_close()
 
 
 @pytest.fixture(scope="module")
