@@ -324,6 +324,11 @@ class X509Source:
         return self._current().svid.id
 
     @property
+    def paths(self) -> tuple[str, str, str]:
+        """The SVID, key and bundle files this source follows, in that order."""
+        return (self._svid_view.path, self._key_view.path, self._bundle_view.path)
+
+    @property
     def authorities(self) -> Mapping[str, tuple[x509.Certificate, ...]]:
         """The X.509 authorities trusted now, by trust domain."""
         return self._current().authorities
