@@ -9,6 +9,7 @@ gate; people read the ratios.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -16,14 +17,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks import core, legacy, load, startup
+from benchmarks import core, e2e, gil, legacy, load, plots, startup
 from benchmarks._fixtures import KeyPool, bundle_bytes
 from benchmarks._report import Row, document, format_table
 from benchmarks.core import Settings
 
 __all__ = ["main"]
 
-SUITES = ("core", "load", "startup", "legacy")
+SUITES = ("core", "load", "startup", "gil", "e2e", "legacy")
 
 
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -36,6 +37,12 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, help="rounds of interleaved samples (per-call rows)")
     parser.add_argument(
         "--only", action="append", choices=SUITES, help="run only these suites (repeatable)"
+    )
+    parser.add_argument(
+        "--plots",
+        type=Path,
+        metavar="DIR",
+        help="draw the figures into DIR from this run's JSON (needs matplotlib: the bench extra)",
     )
     parser.add_argument("--skip-legacy", action="store_true", help="no spiffile 0.1.0 rows")
     parser.add_argument(
@@ -50,6 +57,9 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the selected suites; print the table, then the JSON document."""
     args = _arguments(argv)
+    if args.plots is not None and not plots.available():
+        print("Error: --plots needs matplotlib (pip install -e '.[bench]')", file=sys.stderr)
+        return 2
     suites = args.only or [s for s in SUITES if not (s == "legacy" and args.skip_legacy)]
     settings = Settings(
         rounds=args.rounds or (5 if args.quick else 25),
@@ -70,6 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rows += load.run(pool, settings, workdir)
             elif suite == "startup":
                 rows += startup.run(settings)
+            elif suite == "gil":
+                rows += gil.run(pool, settings, workdir)
+            elif suite == "e2e":
+                rows += e2e.run(pool, settings, workdir)
             elif suite == "legacy":
                 path = workdir / "legacy-bundle-100k.json"
                 path.write_bytes(bundle_bytes(load.IDENTITIES, pool))
@@ -85,6 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         print("\nJSON:")
         print(text)
+    if args.plots is not None:
+        for path in plots.draw(json.loads(text), args.plots):
+            print(f"figure written to {path}")
     return 0
 
 
