@@ -33,8 +33,7 @@ returns the verified :class:`~spiffile.Caller`.
 from __future__ import annotations
 
 import contextvars
-import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal, overload
 
 try:
@@ -50,22 +49,42 @@ from spiffile import authorize
 from spiffile.caller import Caller
 from spiffile.integrations._audience import resolve_name
 from spiffile.integrations._bearer import Rejection, admit, parse_audience
+from spiffile.integrations._grpc_handlers import (
+    Handler,
+    behavior_of,
+    rebuild,
+    run_async_with,
+    run_with,
+)
+from spiffile.integrations._grpc_mtls import (
+    aio_mtls_server_interceptor,
+    aio_secure_channel,
+    current_peer,
+    current_peer_id,
+    mtls_server_interceptor,
+    secure_channel,
+    server_credentials,
+)
 from spiffile.integrations._rules import Rules
 from spiffile.spiffe_id import SpiffeId
 from spiffile.svid import DEFAULT_TTL
 
 if TYPE_CHECKING:
-    from typing import TypeAlias
-
     from spiffile.identity import Identity
 
-    _Handler: TypeAlias = grpc.RpcMethodHandler[Any, Any]
 
 __all__ = [
+    "aio_mtls_server_interceptor",
+    "aio_secure_channel",
     "aio_server_interceptor",
     "call_metadata",
     "client_credentials",
     "current_caller",
+    "current_peer",
+    "current_peer_id",
+    "mtls_server_interceptor",
+    "secure_channel",
+    "server_credentials",
     "server_interceptor",
 ]
 
@@ -189,51 +208,15 @@ class _Gate:
         )
 
 
-def _shape(handler: _Handler) -> str:
-    streaming = (handler.request_streaming, handler.response_streaming)
-    return {
-        (False, False): "unary_unary",
-        (False, True): "unary_stream",
-        (True, False): "stream_unary",
-        (True, True): "stream_stream",
-    }[streaming]
-
-
-_FACTORIES: Final = {
-    "unary_unary": grpc.unary_unary_rpc_method_handler,
-    "unary_stream": grpc.unary_stream_rpc_method_handler,
-    "stream_unary": grpc.stream_unary_rpc_method_handler,
-    "stream_stream": grpc.stream_stream_rpc_method_handler,
-}
-
-
-def _rebuild(handler: _Handler, behavior: Callable[..., Any], *, parse: bool = True) -> _Handler:
-    """A handler of *handler*'s shape running *behavior*.
-
-    With ``parse=False`` the request is left as bytes: a refused caller's
-    message is never handed to a deserialiser.
-    """
-    factory: Any = _FACTORIES[_shape(handler)]
-    return factory(  # type: ignore[no-any-return]
-        behavior,
-        request_deserializer=handler.request_deserializer if parse else None,
-        response_serializer=handler.response_serializer,
-    )
-
-
-def _behavior(handler: _Handler) -> Callable[..., Any]:
-    return getattr(handler, _shape(handler))  # type: ignore[no-any-return]
-
-
 class _SyncInterceptor(grpc.ServerInterceptor):
     def __init__(self, gate: _Gate) -> None:
         self._gate = gate
 
     def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], _Handler | None],
+        continuation: Callable[[grpc.HandlerCallDetails], Handler | None],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> _Handler | None:
+    ) -> Handler | None:
         handler = continuation(handler_call_details)
         if handler is None:
             return None  # Unknown method: gRPC answers UNIMPLEMENTED.
@@ -244,37 +227,9 @@ class _SyncInterceptor(grpc.ServerInterceptor):
             def refuse(request: Any, context: grpc.ServicerContext) -> Any:
                 context.abort(code, message)
 
-            return _rebuild(handler, refuse, parse=False)
-        behavior = _sync_with_caller(_behavior(handler), result, handler.response_streaming)
-        return _rebuild(handler, behavior)
-
-
-def _sync_with_caller(
-    behavior: Callable[..., Any], caller: Caller | None, streams_out: bool
-) -> Callable[..., Any]:
-    def run(request: Any, context: grpc.ServicerContext) -> Any:
-        token = _CALLER.set(caller)
-        try:
-            result = behavior(request, context)
-        finally:
-            _CALLER.reset(token)
-        return _iterate_with(result, caller) if streams_out else result
-
-    return run
-
-
-def _iterate_with(responses: Iterable[Any], caller: Caller | None) -> Iterator[Any]:
-    """Iterate a response stream with the caller set around each step (generators run lazily)."""
-    iterator = iter(responses)
-    while True:
-        token = _CALLER.set(caller)
-        try:
-            item = next(iterator)
-        except StopIteration:
-            return
-        finally:
-            _CALLER.reset(token)
-        yield item
+            return rebuild(handler, refuse, parse=False)
+        behavior = run_with(_CALLER, result, behavior_of(handler), handler.response_streaming)
+        return rebuild(handler, behavior)
 
 
 class _AioInterceptor(grpc.aio.ServerInterceptor):
@@ -283,19 +238,19 @@ class _AioInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[_Handler | None]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> _Handler | None:
+    ) -> Handler | None:
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
         result = self._gate.decide(handler_call_details)
         if isinstance(result, Rejection):
-            return _rebuild(handler, _aio_refusal(handler, result), parse=False)
-        return _rebuild(handler, _aio_with_caller(_behavior(handler), result))
+            return rebuild(handler, _aio_refusal(handler, result), parse=False)
+        return rebuild(handler, run_async_with(_CALLER, result, behavior_of(handler)))
 
 
-def _aio_refusal(handler: _Handler, rejection: Rejection) -> Callable[..., Any]:
+def _aio_refusal(handler: Handler, rejection: Rejection) -> Callable[..., Any]:
     code, message = _STATUS[rejection.status], rejection.error
     if handler.response_streaming:
 
@@ -309,34 +264,6 @@ def _aio_refusal(handler: _Handler, rejection: Rejection) -> Callable[..., Any]:
         await context.abort(code, message)
 
     return refuse
-
-
-def _aio_with_caller(behavior: Callable[..., Any], caller: Caller | None) -> Callable[..., Any]:
-    if inspect.isasyncgenfunction(behavior):
-
-        async def run_stream(request: Any, context: Any) -> AsyncIterator[Any]:
-            # The server drives this generator inside the RPC's own task.
-            token = _CALLER.set(caller)
-            try:
-                async for item in behavior(request, context):
-                    yield item
-            finally:
-                _CALLER.reset(token)
-
-        return run_stream
-    if inspect.iscoroutinefunction(behavior):
-
-        async def run(request: Any, context: Any) -> Any:
-            token = _CALLER.set(caller)
-            try:
-                return await behavior(request, context)
-            finally:
-                _CALLER.reset(token)
-
-        return run
-    # A sync handler on an asyncio server (run in its thread pool), or a sync
-    # function returning an async iterator: set the caller around the call.
-    return _sync_with_caller(behavior, caller, streams_out=False)
 
 
 def server_interceptor(
