@@ -104,22 +104,14 @@ class TlsBridge:
         try:
             await self._serve(reader, writer)
         except asyncio.CancelledError:
-            writer.close()  # The bridge is closing.
+            await _close(writer)  # The bridge is closing.
         finally:
             if task is not None:
                 self._tasks.discard(task)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            upstream = await asyncio.wait_for(
-                asyncio.open_connection(
-                    self._host,
-                    self._port,
-                    ssl=self._context,
-                    ssl_handshake_timeout=_CONNECT_TIMEOUT,
-                ),
-                _CONNECT_TIMEOUT,
-            )
+            upstream = await self._connect()
         except (OSError, asyncio.TimeoutError) as exc:
             # A TLSPeerRejectedError says which rule the server broke; no key material.
             logger.warning(
@@ -129,7 +121,7 @@ class TlsBridge:
                 exc,
                 extra={"spiffile_code": getattr(exc, "code", "connect_failed")},
             )
-            writer.close()
+            await _close(writer)
             return
         up_reader, up_writer = upstream
         copies = [
@@ -140,11 +132,37 @@ class TlsBridge:
             # Either side closing ends the connection (HTTP/2 needs no half-close).
             await asyncio.wait(copies, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            # The TLS side is aborted at once (nothing can interrupt it): HTTP/2 frames its
+            # own end, and gRPC servers send no close_notify to wait for.
+            up_writer.transport.abort()
             for copy in copies:
                 copy.cancel()
-            for stream in (writer, up_writer):
-                stream.close()
             await asyncio.gather(*copies, return_exceptions=True)
+            await _close(writer)
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """The checked TLS connection upstream; never left open if we are cancelled meanwhile."""
+        connect = asyncio.ensure_future(
+            asyncio.open_connection(
+                self._host,
+                self._port,
+                ssl=self._context,
+                ssl_handshake_timeout=_CONNECT_TIMEOUT,
+            )
+        )
+        try:
+            done, _ = await asyncio.wait({connect}, timeout=_CONNECT_TIMEOUT)
+        except asyncio.CancelledError:
+            connect.cancel()
+            await asyncio.wait({connect})
+            if not connect.cancelled() and connect.exception() is None:
+                connect.result()[1].transport.abort()
+            raise
+        if not done:
+            connect.cancel()
+            await asyncio.wait({connect})
+            raise asyncio.TimeoutError("connecting took too long")
+        return connect.result()
 
     def close(self) -> None:
         """Stop accepting, end every forwarded connection, and remove the socket."""
@@ -169,6 +187,17 @@ class TlsBridge:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    """Close the channel's side, letting buffered bytes out (bounded), then release it."""
+    try:
+        writer.close()
+        await asyncio.wait_for(writer.wait_closed(), 5)
+    except (Exception, asyncio.CancelledError):
+        pass
+    finally:
+        writer.transport.abort()
 
 
 async def _copy(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:

@@ -1,4 +1,4 @@
-"""gRPC: JWT-SVIDs as call credentials, server interceptors with per-method rules.
+"""gRPC: JWT-SVIDs as call credentials, mutual TLS with X.509-SVIDs, per-method rules.
 
 Install with ``pip install 'spiffile[grpc]'`` (grpcio).  Client::
 
@@ -28,6 +28,57 @@ details are as coarse as the HTTP bodies (``invalid_token``, ...) and the
 reason goes to the ``spiffile.integrations`` logger.  A refused request's
 message is never deserialised.  Inside the handler, :func:`current_caller`
 returns the verified :class:`~spiffile.Caller`.
+
+**Mutual TLS with X.509-SVIDs** (an identity with X.509 files, or an
+:class:`~spiffile.tls.X509Source`).  Server, sync or asyncio::
+
+    server = grpc.server(executor, interceptors=[
+        mtls_server_interceptor(identity, allow=["orders"], rules={...}, exempt=[...]),
+    ], options=[("grpc.max_connection_age_ms", 600_000)])  # see "Rotation" below
+    server.add_secure_port("[::]:8443", server_credentials(identity))
+    # in a handler: current_peer_id() -> SpiffeId of the verified client
+
+Client::
+
+    with secure_channel(identity, "billing.internal:8443", allow="billing") as channel:
+        stub = BillingStub(channel)
+
+What is checked, and where:
+
+- Server: gRPC's TLS presents our SVID and requires a client certificate
+  chaining to one of the X.509 authorities we trust (all trust domains,
+  pooled; expiry and signatures checked by gRPC in the handshake).  Then the
+  interceptor, on every call and before the request is deserialised,
+  re-verifies the client's chain with :func:`spiffile.svid.x509.verify_at`
+  (the X.509-SVID rules; the chain must end at an authority of the client
+  ID's *own* trust domain; validity at the time of the call) and applies the
+  method's rule.  No or an invalid certificate: ``UNAUTHENTICATED``
+  (``missing_certificate``, ``invalid_certificate``); a verified ID the rule
+  refuses: ``PERMISSION_DENIED`` (``insufficient_scope``).  The reason goes
+  to the ``spiffile.integrations`` logger, never a certificate or key.
+  :func:`server_credentials` alone authorizes nobody: always add the
+  interceptor.
+- Client: gRPC's own channel TLS compares the target's host name with DNS
+  names in the server certificate and never reads a URI SAN, so it cannot
+  authenticate a SPIFFE server, and grpcio runs no Python check in its
+  handshake.  :func:`secure_channel` therefore connects the channel, in
+  plaintext, to a private Unix socket (``0700`` directory) served by a
+  bridge thread of this process, which makes each connection to the target
+  with :meth:`~spiffile.tls.X509Source.client_ssl_context`: the server's
+  chain passes the X.509-SVID rules, ends at an authority of the server ID's
+  trust domain, and *allow* accepts its SPIFFE ID, all in the TLS handshake,
+  before a byte of the call is sent.  A refused server fails the call with
+  ``UNAVAILABLE``.  *allow* takes anything ``allow=`` takes; bare names are
+  in our trust domain.
+
+Rotation: before each new connection the server asks for the newest SVID,
+key and authorities (no restart); each new connection of a channel uses the
+newest files.  An open HTTP/2 connection keeps the certificates of its
+handshake, as with any TLS, and the server's per-call check refuses a
+client certificate once it has expired.  So bound connection age on the
+server well below the SVID lifetime (``grpc.max_connection_age_ms``; gRPC
+then closes connections gracefully and clients reconnect with their
+renewed SVID): ten minutes for the one-hour default.
 """
 
 from __future__ import annotations
