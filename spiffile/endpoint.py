@@ -26,6 +26,7 @@ and takes no rule of its own about tokens.
 
 from __future__ import annotations
 
+import functools
 import http.client
 import http.server
 import json
@@ -47,7 +48,7 @@ from spiffile.errors import (
     SpiffileError,
     UnknownIdentityError,
 )
-from spiffile.files import MAX_FILE_BYTES, FileView, atomic_write, read_file
+from spiffile.files import MAX_FILE_BYTES, FileView, atomic_write, give_way, read_file
 from spiffile.spiffe_id import SpiffeId
 from spiffile.trust import TrustDocument, parse_trust_document
 
@@ -278,7 +279,10 @@ class _Publisher:
     """The per-identity documents of one spiffile bundle file (PROFILE.md §9)."""
 
     def __init__(self, bundle_file: str | os.PathLike[str], refresh_hint: int) -> None:
-        self._view = FileView(bundle_file, Bundle.parse, description="bundle")
+        # Parsed in slices (PROFILE.md §7.2): requests keep being served meanwhile.
+        self._view = FileView(
+            bundle_file, functools.partial(Bundle.parse, pause=give_way), description="bundle"
+        )
         self._refresh_hint = refresh_hint
 
     def respond(self, path: str) -> tuple[int, bytes]:

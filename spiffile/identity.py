@@ -32,9 +32,11 @@ from spiffile.errors import (
     ConfigurationError,
     InvalidBundleError,
     InvalidSpiffeIdError,
+    SignatureError,
     SpiffileError,
+    UnknownIdentityError,
 )
-from spiffile.files import FileStatus, FileView, Watcher, read_file
+from spiffile.files import FileStatus, FileView, Watcher, give_way, read_file
 from spiffile.keys import kid_for, load_private_key_pem
 from spiffile.metrics import NO_METRICS, VERIFIED, MetricsRecorder
 from spiffile.spiffe_id import SpiffeId
@@ -106,6 +108,13 @@ class _SigningKey:
 
 def _parse_key(data: bytes) -> _SigningKey:
     return _SigningKey(load_private_key_pem(data))
+
+
+def _parse_bundle(data: bytes) -> Bundle:
+    # In slices, giving the GIL away between them: while a new bundle is
+    # parsed, the threads verifying against the current one keep running
+    # (PROFILE.md §7.2).
+    return Bundle.parse(data, pause=give_way)
 
 
 def _parse_id_file(text: str, path: str | os.PathLike[str]) -> SpiffeId:
@@ -408,7 +417,7 @@ class Identity:
         try:
             self._bundle_view = FileView(
                 bundle_file,
-                Bundle.parse,
+                _parse_bundle,
                 description="bundle",
                 accept=acceptance,
                 clock=clock,
@@ -675,15 +684,43 @@ class Identity:
                     # must not change what the next request sees.
                     return Caller(cached.id, dict(cached.claims), cached.trust)
         try:
-            caller = svid.verify(
-                token,
-                trust,
-                audience=self._id_text if audience is None else audience,
-                now=self._clock(),
-                leeway=self._leeway if leeway is Configured.VALUE else leeway,
-                max_lifetime=lifetime,
-                issuer=issuer,
-            )
+            try:
+                caller = svid.verify(
+                    token,
+                    trust,
+                    audience=self._id_text if audience is None else audience,
+                    now=self._clock(),
+                    leeway=self._leeway if leeway is Configured.VALUE else leeway,
+                    max_lifetime=lifetime,
+                    issuer=issuer,
+                )
+            except (UnknownIdentityError, SignatureError):
+                # Callers are served the current bundle while a new one is
+                # parsed (PROFILE.md §7.2).  A token that only the new one
+                # can verify (a key rotated in a moment ago, PROFILE.md §8.2)
+                # waits for it instead of failing: only such tokens wait.
+                # (A subclass with trust of its own has no bundle view.)
+                view: FileView[Bundle] | None = getattr(self, "_bundle_view", None)
+                if view is None:
+                    raise
+                served = (
+                    bundle
+                    if bundle is not None
+                    else (trust if self._federated is None else view.current)
+                )
+                latest = view.latest()
+                if latest is served:
+                    raise
+                bundle = latest
+                caller = svid.verify(
+                    token,
+                    latest if self._federated is None else self._federated,
+                    audience=self._id_text if audience is None else audience,
+                    now=self._clock(),
+                    leeway=self._leeway if leeway is Configured.VALUE else leeway,
+                    max_lifetime=lifetime,
+                    issuer=issuer,
+                )
         except SpiffileError as exc:
             self._metrics.verification(exc.code)
             raise

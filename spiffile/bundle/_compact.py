@@ -142,6 +142,12 @@ class Compactor:
                 self.used += 1
         return obj
 
+    def absorb(self, other: Compactor) -> None:
+        """Add the counts of *other*, which compacted a slice of the same document."""
+        self.jwks += other.jwks
+        self.used += other.used
+        self.entries += other.entries
+
     def accounted(self, document: object) -> bool:
         """Whether *document* (what the hooked parse returned) holds compact entries only
         where they belong: True means it can be used as it is."""

@@ -16,13 +16,14 @@ from __future__ import annotations
 import copy
 import json
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from spiffile._quote import quote
 from spiffile.bundle._compact import Compactor, entry_json, expand, stored
+from spiffile.bundle._sliced import loads as sliced_loads
 from spiffile.errors import InvalidBundleError, InvalidSpiffeIdError, UnknownIdentityError
 from spiffile.keys import public_key_from_jwk
 from spiffile.spiffe_id import SpiffeId, validate_trust_domain
@@ -168,8 +169,15 @@ class Bundle:
         return cls(validate_trust_domain(trust_domain), {}, None, None)
 
     @classmethod
-    def parse(cls, data: bytes | str) -> Bundle:
-        """Parse a bundle document, raising :class:`InvalidBundleError` if it is unusable."""
+    def parse(cls, data: bytes | str, *, pause: Callable[[], None] | None = None) -> Bundle:
+        """Parse a bundle document, raising :class:`InvalidBundleError` if it is unusable.
+
+        With *pause*, the document is parsed in slices of about 128 KiB and
+        *pause* is called between them (:mod:`spiffile.bundle._sliced`): a
+        reloading thread passes a function that gives the GIL away, so the
+        threads verifying against the previous bundle keep running
+        (PROFILE.md §7.2).  The result and the errors are the same either way.
+        """
         if isinstance(data, str):
             data = data.encode("utf-8", "surrogatepass")
         if not isinstance(data, bytes | bytearray | memoryview):
@@ -187,7 +195,10 @@ class Bundle:
         # collector to traverse pays for the hook).
         compactor = Compactor()
         try:
-            document = json.loads(text, object_hook=compactor.hook)
+            if pause is None:
+                document = json.loads(text, object_hook=compactor.hook)
+            else:
+                document = sliced_loads(text, compactor=compactor, pause=pause)
         except RecursionError:
             compactor.jwks = -1  # The hook's own frames may have tipped it: retry plainly.
             document = None
@@ -195,7 +206,10 @@ class Bundle:
             raise InvalidBundleError(f"bundle is not valid UTF-8 JSON: {exc}") from None
         if not compactor.accounted(document):
             try:
-                document = json.loads(text)
+                if pause is None:
+                    document = json.loads(text)
+                else:
+                    document = sliced_loads(text, compactor=None, pause=pause)
             except (ValueError, RecursionError) as exc:
                 raise InvalidBundleError(f"bundle is not valid UTF-8 JSON: {exc}") from None
         return cls(*_top_level(document))

@@ -24,6 +24,7 @@ __all__ = [
     "FileStamp",
     "FileStatus",
     "FileView",
+    "give_way",
 ]
 
 T = TypeVar("T")
@@ -56,11 +57,33 @@ def _stamp(st: os.stat_result) -> FileStamp:
 _CHANGE_STAMP: Final = 3 if os.name == "nt" else 4
 
 
+def _racy_window(stamp: FileStamp) -> int:
+    """The file system's timestamp tick, as far as *stamp* shows it (ns)."""
+    return _RACY_COARSE_NS if stamp[_CHANGE_STAMP] % 1_000_000 == 0 else _RACY_NS
+
+
 def _is_racy(stamp: FileStamp, read_ns: int) -> bool:
     """Whether a same-size rewrite after a read started at *read_ns* could keep *stamp*."""
-    changed = stamp[_CHANGE_STAMP]
-    coarse = changed % 1_000_000 == 0
-    return read_ns - changed < (_RACY_COARSE_NS if coarse else _RACY_NS)
+    return read_ns - stamp[_CHANGE_STAMP] < _racy_window(stamp)
+
+
+def _is_future(stamp: FileStamp, read_ns: int) -> bool:
+    """Whether *stamp* was set by a clock ahead of ours (a file server's, or ours before a step).
+
+    Such a stamp stays "racy" until our clock catches up, which may be hours:
+    comparing the content on every call would read the whole file every time.
+    """
+    return stamp[_CHANGE_STAMP] > read_ns
+
+
+def give_way() -> None:
+    """Let the other threads of the process run for a moment (a parse calls it between slices).
+
+    ``time.sleep(0)`` releases the GIL, so a thread waiting for it (a
+    ``verify`` on the previous bundle) takes it now rather than when the
+    parse ends (PROFILE.md §7.2).
+    """
+    time.sleep(0)
 
 
 @dataclass(frozen=True)
@@ -111,12 +134,15 @@ class FileView(Generic[T]):
         accept: Callable[[T, T], None] | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        wall_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         """Load *path* now; raise the parse error (or ``OSError``) if it is not usable yet.
 
         *accept(old, new)* may raise a :class:`SpiffileError` to refuse a new
         version (for example a bundle rollback); it is treated like a parse
         failure.  *monotonic* times the re-checks while pushed (tests inject it).
+        *wall_ns* is the clock a file's timestamps are compared with, once per
+        read (the racy check); tests inject one that runs behind.
         """
         self._path = os.fspath(path)
         self._parse = parse
@@ -128,6 +154,10 @@ class FileView(Generic[T]):
         # While racy, ``_raw`` holds the content last read for ``_stamp_seen``.
         self._racy = False
         self._raw = b""
+        # A racy version whose stamp is in the future is compared once more,
+        # at the first look after this monotonic time, then no more.
+        self._future_recheck: float | None = None
+        self._wall_ns = wall_ns
         self._reloads = 0
         self._failures = 0
         self._error: str | None = None
@@ -137,7 +167,7 @@ class FileView(Generic[T]):
         self._pushed = False
         self._recheck_at = 0.0
         st = os.stat(self._path)
-        read_ns = time.time_ns()
+        read_ns = wall_ns()
         raw = read_file(self._path)
         self._value: T = parse(raw)
         self._install(raw, self._value, _stamp(st), read_ns)
@@ -179,15 +209,47 @@ class FileView(Generic[T]):
             stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         if stamp == self._stamp_seen and not self._racy:
             return self._value
+        if (
+            stamp == self._stamp_seen
+            and self._future_recheck is not None
+            and self._monotonic() < self._future_recheck
+        ):
+            return self._value
         return self._reload(stamp)
 
-    def refresh(self) -> T:
-        """Re-read the file now, whatever its stamp (used by :class:`Watcher`)."""
+    @property
+    def current(self) -> T:
+        """The value served now, without looking at the file."""
+        return self._value
+
+    def latest(self) -> T:
+        """The value once the file as it is now is loaded: waits for a load under way.
+
+        For a caller the current value could not serve (a token signed by a
+        key that only the new bundle binds): everyone else keeps the current
+        value meanwhile (:meth:`get`).
+        """
         try:
             stamp: FileStamp | None = _stamp(os.stat(self._path))
         except OSError:
             stamp = None
-        return self._reload(stamp, force=True)
+        if stamp == self._stamp_seen and not self._racy and not self._lock.locked():
+            return self._value
+        return self._reload(stamp, wait=True)
+
+    def refresh(self, *, changed_only: bool = False) -> T:
+        """Re-read the file now, whatever its stamp, waiting for a load under way.
+
+        With *changed_only* (what :class:`Watcher` asks), an unchanged file is
+        not read again: a notification about another file of the directory
+        must not parse a 100k-identity bundle again (and empty the
+        verified-token cache).
+        """
+        try:
+            stamp: FileStamp | None = _stamp(os.stat(self._path))
+        except OSError:
+            stamp = None
+        return self._reload(stamp, wait=True, force=not changed_only)
 
     def status(self) -> FileStatus:
         """Whether the file on disk is what is being served."""
@@ -201,52 +263,79 @@ class FileView(Generic[T]):
             failures=self._failures,
         )
 
-    def _install(self, raw: bytes, value: T, stamp: FileStamp, read_ns: int) -> None:
+    def _set_racy(self, raw: bytes, stamp: FileStamp, read_ns: int) -> None:
         racy = _is_racy(stamp, read_ns)
-        self._value = value
         # The raw bytes are only needed to compare content while racy;
         # keeping them longer would double a large bundle's memory.
         self._raw = raw if racy else b""
         self._racy = racy
+        # A stamp from a clock ahead of ours: a same-tick rewrite can only
+        # come within one tick of the write, which was before our read, so
+        # one comparison a tick after the read (on our monotonic clock,
+        # which no step moves) settles it: one extra read per change.
+        self._future_recheck = (
+            self._monotonic() + _racy_window(stamp) / 1e9
+            if racy and _is_future(stamp, read_ns)
+            else None
+        )
+
+    def _install(self, raw: bytes, value: T, stamp: FileStamp, read_ns: int) -> None:
+        self._value = value
+        self._set_racy(raw, stamp, read_ns)
         self._loaded_at = self._clock()
         self._error = None
         self._failed_stamp = None
         self._stamp_seen = stamp  # Last: get() trusts it without the lock.
 
-    def _reload(self, seen: FileStamp | None, *, force: bool = False) -> T:
-        with self._lock:
-            if not force and seen == self._stamp_seen and not self._racy:
-                # Another thread loaded (or refused) this version while we
-                # waited for the lock: one change, one read and one parse.
-                return self._value
-            try:
-                with open(self._path, "rb") as handle:
-                    stamp = _stamp(os.fstat(handle.fileno()))
-                    read_ns = time.time_ns()
-                    raw = handle.read(MAX_FILE_BYTES + 1)
-                if len(raw) > MAX_FILE_BYTES:
-                    raise OSError(f"larger than {MAX_FILE_BYTES} bytes")
-            except OSError as exc:
-                self._fail(seen, f"cannot read {self._path}: {exc.strerror or exc}")
-                return self._value
-            if stamp == self._stamp_seen and self._raw and raw == self._raw:
-                # Racy re-check found the same content (good or bad): nothing
-                # changed.  Stop comparing once a read falls outside the window.
-                if not _is_racy(stamp, read_ns):
-                    self._racy = False
-                    self._raw = b""
-                return self._value
-            try:
-                value = self._parse(raw)
-                if self._accept is not None:
-                    self._accept(self._value, value)
-            except SpiffileError as exc:
-                self._fail(stamp, str(exc), raw, read_ns)
-                return self._value
-            self._install(raw, value, stamp, read_ns)
-            self._reloads += 1
-            _log.info("spiffile: reloaded %s %s", self.description, self._path)
-            return value
+    def _reload(self, seen: FileStamp | None, *, wait: bool = False, force: bool = False) -> T:
+        if wait:
+            self._lock.acquire()
+        elif not self._lock.acquire(blocking=False):
+            # Another thread is reading and parsing a new version: keep
+            # serving the current one meanwhile (PROFILE.md §7.2); the new
+            # one is installed by a single assignment when it is ready.
+            return self._value
+        try:
+            return self._reload_locked(seen, force)
+        finally:
+            self._lock.release()
+
+    def _reload_locked(self, seen: FileStamp | None, force: bool) -> T:
+        if not force and seen == self._stamp_seen and not self._racy:
+            # Another thread loaded (or refused) this version while we
+            # waited for the lock: one change, one read and one parse.
+            return self._value
+        try:
+            with open(self._path, "rb") as handle:
+                stamp = _stamp(os.fstat(handle.fileno()))
+                read_ns = self._wall_ns()
+                raw = handle.read(MAX_FILE_BYTES + 1)
+            if len(raw) > MAX_FILE_BYTES:
+                raise OSError(f"larger than {MAX_FILE_BYTES} bytes")
+        except OSError as exc:
+            self._fail(seen, f"cannot read {self._path}: {exc.strerror or exc}")
+            return self._value
+        if stamp == self._stamp_seen and self._raw and raw == self._raw:
+            # Racy re-check found the same content (good or bad): nothing
+            # changed.  Stop comparing once a read falls outside the window,
+            # or after the one comparison a future stamp gets.
+            future = self._future_recheck
+            if not _is_racy(stamp, read_ns) or (future is not None and self._monotonic() >= future):
+                self._racy = False
+                self._raw = b""
+                self._future_recheck = None
+            return self._value
+        try:
+            value = self._parse(raw)
+            if self._accept is not None:
+                self._accept(self._value, value)
+        except SpiffileError as exc:
+            self._fail(stamp, str(exc), raw, read_ns)
+            return self._value
+        self._install(raw, value, stamp, read_ns)
+        self._reloads += 1
+        _log.info("spiffile: reloaded %s %s", self.description, self._path)
+        return value
 
     def _fail(
         self, stamp: FileStamp | None, reason: str, raw: bytes = b"", read_ns: int = 0
@@ -254,9 +343,10 @@ class FileView(Generic[T]):
         # Keep the last good value; warn once per distinct bad version.  A bad
         # version read within its timestamp tick may be a writer's unfinished
         # work: stay racy, so the next get() reads it again.
-        racy = stamp is not None and bool(raw) and _is_racy(stamp, read_ns)
-        self._raw = raw if racy else b""
-        self._racy = racy
+        if stamp is not None and raw:
+            self._set_racy(raw, stamp, read_ns)
+        else:
+            self._raw, self._racy, self._future_recheck = b"", False, None
         self._stamp_seen = stamp
         if self._failed_stamp == stamp and self._error is not None:
             return

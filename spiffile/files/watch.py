@@ -68,7 +68,10 @@ class Watcher:
                 yield_on_timeout=False,
             ):
                 for view in self._views:
-                    view.refresh()
+                    if isinstance(view, FileView):
+                        view.refresh(changed_only=True)
+                    else:
+                        view.refresh()
                 if self._on_refresh is not None:
                     try:
                         self._on_refresh()

@@ -339,7 +339,10 @@ def test_unusable_version_read_in_the_tick_is_read_again(
 def test_concurrent_gets_after_one_change_parse_it_once(tmp_path: Path) -> None:
     # Threads that noticed the same change while another one was parsing it
     # must not each parse the file again (a large bundle, many request
-    # threads): one change is one reload, in the count and in the log.
+    # threads): one change is one reload, in the count and in the log.  They
+    # do not wait for it either: they are served the previous version
+    # (PROFILE.md §7.2; tests/files/test_files_reload_offpath.py shows it
+    # without timing).
     import threading
 
     path = tmp_path / "f"
@@ -368,9 +371,10 @@ def test_concurrent_gets_after_one_change_parse_it_once(tmp_path: Path) -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    assert seen == ["v2"] * 8
+    assert "v2" in seen and set(seen) <= {"v1", "v2"}
     assert parsed == [b"v1", b"v2"]
     assert view.status().reloads == 1
+    assert view.get() == "v2"
 
 
 def test_future_mtime_does_not_make_every_get_read_the_file(
