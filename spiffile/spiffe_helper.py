@@ -23,7 +23,17 @@ Rules that follow from how spiffe-helper works:
   :class:`~spiffile.errors.TokenUnavailableError`, as does an audience the
   helper writes no token for;
 * the identity's SPIFFE ID is the X.509-SVID's URI SAN when that file exists,
-  else the ``sub`` of its tokens (every token must name the same ID).
+  else the ``sub`` of its tokens (every token must name the same ID);
+* when the configuration names all three X.509 files (``svid_file_name``,
+  ``svid_key_file_name``, ``svid_bundle_file_name``, whatever they are called)
+  and the SVID exists when the identity is loaded, the identity gets an
+  :class:`~spiffile.tls.X509Source` over them: ``server_ssl_context``,
+  ``client_ssl_context``, ``identity.x509`` and the certificate's expiry in
+  ``status()`` work as on a spiffile identity, and follow the helper's
+  renewals.  spiffe-helper writes the bundle file with the authorities of its
+  own trust domain; leave ``include_federated_domains`` off and give
+  federated authorities through ``trust_dir`` instead, since authorities are
+  kept per trust domain (X.509-SVID §5).
 
 HCL is parsed with python-hcl2 (the ``spiffe-helper`` extra): spiffe-helper's
 configuration is HCL, and a hand-written subset parser would be a second,
@@ -57,6 +67,7 @@ from spiffile.files import FileStatus, FileView, Watcher, read_file
 from spiffile.identity import ENV_SPIFFE_HELPER_CONFIG, Identity, IdentityStatus
 from spiffile.spiffe_id import SpiffeId
 from spiffile.svid import _standard
+from spiffile.tls import X509Source
 from spiffile.trust import TrustDocument, TrustSet
 
 __all__ = [
@@ -242,6 +253,21 @@ def _x509_id(path: Path) -> SpiffeId:
         raise ConfigurationError(f"the X.509-SVID {path}: {exc}") from None
 
 
+def _x509_source(
+    config: SpiffeHelperConfig,
+    clock: Callable[[], float],
+    trust_dir: str | os.PathLike[str] | TrustDirectory | None,
+) -> X509Source | None:
+    """The helper's X.509 files under the names its configuration gives, when it wrote them."""
+    files = (config.svid_file, config.svid_key_file, config.svid_bundle_file)
+    if files[0] is None or files[1] is None or files[2] is None:
+        return None
+    if not os.path.lexists(files[0]):
+        return None  # Not written yet: the ID may come from the tokens meanwhile.
+    directory = trust_dir.path if isinstance(trust_dir, TrustDirectory) else trust_dir
+    return X509Source(files[0], files[1], files[2], clock=clock, trust_dir=directory)
+
+
 @dataclass(frozen=True)
 class _Token:
     text: str
@@ -267,9 +293,10 @@ class _HelperTrust:
 
 
 class SpiffeHelperIdentity(Identity):
-    """An :class:`Identity` whose tokens and bundle come from spiffe-helper's files.
+    """An :class:`Identity` whose tokens, bundle and X.509-SVID come from spiffe-helper's files.
 
-    ``token``, ``verify``, ``status``, ``watch`` and ``close`` work as on a
+    ``token``, ``verify``, ``status``, ``watch``, ``close`` and, with the X.509
+    files, ``server_ssl_context`` and ``client_ssl_context`` work as on a
     spiffile identity.  There is no private key: :attr:`kid` is the ``kid``
     of the SPIRE authority that signed the current tokens, and :attr:`bundle`
     is not available (use :attr:`trust`).
@@ -284,11 +311,14 @@ class SpiffeHelperIdentity(Identity):
         clock: Callable[[], float] = time.time,
         trust_dir: str | os.PathLike[str] | TrustDirectory | None = None,
         token_cache_size: int = 0,
+        x509: X509Source | None = None,
     ) -> None:
-        """Read the configuration, the JWT bundle and the SPIFFE ID now.
+        """Read the configuration, the JWT bundle, the X.509 files and the SPIFFE ID now.
 
-        Raises :class:`ConfigurationError` when the configuration, the bundle
-        or every source of the ID (X.509-SVID, token files) is unusable.
+        Raises :class:`ConfigurationError` when the configuration, the bundle,
+        the X.509 files it names (once the SVID exists) or every source of the
+        ID (X.509-SVID, token files) is unusable.  *x509* replaces the X.509
+        files of the configuration.
         """
         del token_cache_size  # The helper's files are the cache.
         self._config = config if isinstance(config, SpiffeHelperConfig) else load_config(config)
@@ -318,9 +348,12 @@ class SpiffeHelperIdentity(Identity):
         self._federated = self._helper_trust  # type: ignore[assignment]
         self._views: dict[str, FileView[_Token]] = {}
         self._pending: dict[str, str] = {}
+        self._x509 = x509 if x509 is not None else _x509_source(self._config, clock, trust_dir)
         x509_file = self._config.svid_file
         self._subject: SpiffeId | None = None
-        if x509_file is not None and x509_file.exists():
+        if self._x509 is not None:
+            self._subject = self._x509.id
+        elif x509_file is not None and x509_file.exists():
             self._subject = _x509_id(x509_file)
         for item in self._config.jwt_svids:
             self._open(item)
@@ -518,15 +551,20 @@ class SpiffeHelperIdentity(Identity):
         )
         own = self._helper_bundle.get()
         document = own.bundle_for(self._id.trust_domain) if self._id.trust_domain in own else None
+        x509_status = None if self._x509 is None else self._x509.status()
         status = IdentityStatus(
             id=self._id,
             kid=self.kid,
-            healthy=bundle_status.healthy and usable and key_status.healthy,
+            healthy=bundle_status.healthy
+            and usable
+            and key_status.healthy
+            and (x509_status is None or x509_status.healthy),
             key=key_status,
             bundle=bundle_status,
             key_bound=usable,
             bundle_sequence=document.sequence if isinstance(document, SpiffeBundle) else None,
             trust={} if self._trust_dir is None else self._trust_dir.status(),
+            x509=x509_status,
         )
         if self._feed is not None:
             self._feed.observe(status)
@@ -540,6 +578,8 @@ class SpiffeHelperIdentity(Identity):
             self._watcher = Watcher(views, on_refresh=self._poll)
             if self._trust_dir is not None:
                 self._trust_dir.watch()
+        if self._x509 is not None:
+            self._x509.watch()
         return self
 
     def __repr__(self) -> str:

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import base64
-import datetime
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from spiffeforge import SpiffeRealm, authority
@@ -28,8 +24,11 @@ from spiffile.errors import (
     UnknownIdentityError,
 )
 from spiffile.files import atomic_write
+from spiffile.keys import generate_private_key, private_key_to_pem
 from spiffile.provision import add_service, init_root, service_env
+from spiffile.provision.x509 import make_authority, make_svid
 from spiffile.spiffe_helper import SpiffeHelperIdentity, load_config, parse_config
+from spiffile.spiffe_id import SpiffeId
 
 SPIRE = SpiffeRealm(trust_domain="example.org", authorities=[authority("ES256", "spire-key-1")])
 ME = "spiffe://example.org/myservice"
@@ -57,24 +56,14 @@ def helper_map(*realms: SpiffeRealm) -> bytes:
     ).encode()
 
 
-def x509_svid(spiffe_id: str) -> bytes:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "US")])
-    start = datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(start)
-        .not_valid_after(start + datetime.timedelta(days=36500))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(spiffe_id)]), False
-        )
-        .sign(key, hashes.SHA256())
-    )
-    return certificate.public_bytes(serialization.Encoding.PEM)
+def write_x509(certs: Path, spiffe_id: str, *, now: int = NOW) -> None:
+    """An X.509-SVID, its key and its authority under spiffe-helper's default names."""
+    ca_key, key = generate_private_key(), generate_private_key()
+    ca = make_authority("example.org", ca_key, now=now, ttl=86400)
+    leaf = make_svid(SpiffeId.parse(spiffe_id), key, ca, ca_key, now=now, ttl=3600)
+    atomic_write(certs / "svid_key.pem", private_key_to_pem(key), mode=0o600)
+    atomic_write(certs / "svid.pem", leaf.public_bytes(serialization.Encoding.PEM))
+    atomic_write(certs / "svid_bundle.pem", ca.public_bytes(serialization.Encoding.PEM))
 
 
 class Helper:
@@ -200,12 +189,13 @@ def test_tokens_are_served_per_audience_and_the_id_comes_from_them(helper: Helpe
 
 
 def test_the_x509_svid_names_the_identity_when_present(helper: Helper) -> None:
-    (helper.certs / "svid.pem").write_bytes(x509_svid(ME))
-    assert str(Identity.from_spiffe_helper(helper.config, clock=Clock()).id) == ME
+    write_x509(helper.certs, ME)
+    identity = Identity.from_spiffe_helper(helper.config, clock=Clock())
+    assert str(identity.id) == ME and identity.x509.id == identity.id
 
 
 def test_a_token_for_another_identity_than_the_x509_svid_is_not_served(helper: Helper) -> None:
-    (helper.certs / "svid.pem").write_bytes(x509_svid("spiffe://example.org/someone-else"))
+    write_x509(helper.certs, "spiffe://example.org/someone-else")
     identity = Identity.from_spiffe_helper(helper.config, clock=Clock())
     with pytest.raises(TokenUnavailableError, match="not this identity"):
         identity.token("mys3")
