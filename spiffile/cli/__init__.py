@@ -157,10 +157,14 @@ def exec_(
     spiffile exec --restart --root ./identity orders -- ./server
 
     With NAME, CMD gets the service's environment from the root; without,
-    the current SPIFFILE_* environment is passed through.
+    the current SPIFFILE_* environment is passed through.  With NAME on a
+    root that has an X.509 CA, exec also re-issues the service's X.509-SVID
+    each time it passes half its lifetime (as `spiffile x509 renew NAME`);
+    a failed renewal is reported here and retried, CMD keeps running.
+    Without NAME exec never renews: run `spiffile x509 renew` elsewhere.
 
-    CMD is told of a change only when its own ID or key changed, or the
-    bundle's content did (not a rewrite that only renumbers it), once the
+    CMD is told of a change only when its own ID, key or X.509 files
+    changed, or the bundle's content did (not a rewrite that only renumbers it), once the
     files have settled.  The default, auto, sends SIGHUP only to a CMD that
     has a SIGHUP handler (gunicorn, nginx): most programs, uvicorn included,
     die of an unhandled SIGHUP, so they are left running and read the new
@@ -188,11 +192,21 @@ def exec_(
     if restart and not explicit:
         on_change = "restart"
     environment = dict(os.environ)
+    renewer = None
+
+    def say(message: str) -> None:
+        click.echo(message, err=True)
+
     if name is not None:
+        from spiffile.cli._renewal import X509Renewer
         from spiffile.provision import service_env
 
+        opened = opened_root(root)
+        renewer = X509Renewer.for_service(opened, name, say)
+        if renewer is not None:
+            renewer.tick()  # CMD starts with an SVID that is not past half its life.
         environment.pop("SPIFFILE_DIR", None)
-        environment.update(service_env(opened_root(root), name))
+        environment.update(service_env(opened, name))
     elif ctx.get_parameter_source("root") == click.core.ParameterSource.COMMANDLINE:
         raise click.UsageError("--root needs a service NAME")
     files = runner.identity_paths_from_env(environment)
@@ -212,7 +226,9 @@ def exec_(
             backoff=backoff,
             stop_timeout=stop_timeout,
             settle=settle,
-            log=lambda message: click.echo(message, err=True),
+            log=say,
+            x509_files=runner.x509_paths_from_env(environment),
+            renew=None if renewer is None else renewer.tick,
         )
     except FileNotFoundError:
         click.echo(f"Error: command not found: {command[0]!r}", err=True)

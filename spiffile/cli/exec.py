@@ -21,13 +21,19 @@ a back-off that doubles from ``backoff`` up to :data:`MAX_BACKOFF`, at most
 ``max_restarts`` times in a row; a child that stayed up :data:`STABLE_AFTER`
 seconds starts the count again.  A child that exits 0 has finished.
 
-Only changes that matter to this service count: a new key or ID, and a bundle
+Only changes that matter to this service count: a new key or ID, a new
+X.509-SVID, key or X.509 bundle (when the environment names them), and a bundle
 whose *content* changed.  The bundle is compared as canonical JSON without
 ``spiffe_sequence``, so a producer rewriting it (another service's rotation
 bumps the sequence; a sync job copies it again) does not wake anyone, while a
 key added or revoked anywhere in the trust domain does: the service verifies
 its callers with those keys.  A bundle that does not parse is not a change
 (readers keep the last good one, PROFILE.md §7.3).
+
+With a ``renew`` callable (``spiffile exec --root R NAME`` on a root with an
+X.509 CA: :mod:`spiffile.cli._renewal`), each tick also lets it re-issue the
+service's X.509-SVID once the SVID is past half its lifetime; the new files
+reach the child as any other change.
 
 Design notes:
 
@@ -87,6 +93,7 @@ __all__ = [
     "identity_paths_from_env",
     "parse_signal",
     "run",
+    "x509_paths_from_env",
 ]
 
 OnChange = Literal["auto", "signal", "none", "restart"]
@@ -121,6 +128,7 @@ _TICK_MS: Final = 100
 _PR_SET_PDEATHSIG: Final = 1
 _ID_LIMIT: Final = 64 * 1024
 _KEY_LIMIT: Final = 64 * 1024
+_X509_LIMIT: Final = 1024 * 1024
 
 
 class IdentityPaths(NamedTuple):
@@ -156,6 +164,14 @@ def identity_paths_from_env(env: Mapping[str, str]) -> IdentityPaths:
             " (or pass --root and a service NAME)"
         )
     return IdentityPaths(*paths)
+
+
+def x509_paths_from_env(env: Mapping[str, str]) -> tuple[Path, ...]:
+    """The X.509-SVID, key and bundle files the environment names (``()`` when none)."""
+    from spiffile.tls import ENV_X509_BUNDLE_FILE, ENV_X509_KEY_FILE, ENV_X509_SVID_FILE
+
+    names = (ENV_X509_SVID_FILE, ENV_X509_KEY_FILE, ENV_X509_BUNDLE_FILE)
+    return tuple(Path(env[n]) for n in names if env.get(n))
 
 
 def parse_signal(text: str) -> signal.Signals:
@@ -231,15 +247,18 @@ class _Fingerprint:
     keeps the last good one, as readers do.
     """
 
-    def __init__(self, files: IdentityPaths) -> None:
+    def __init__(self, files: IdentityPaths, x509_files: Sequence[Path] = ()) -> None:
         self._files = files
+        self._x509_files = tuple(x509_files)
         self._state = self._read_state(None)
 
     def _read_state(self, previous: tuple[bytes, bytes] | None) -> tuple[bytes, bytes]:
         from spiffile.bundle import MAX_BUNDLE_BYTES
 
         own = hashlib.sha256()
-        for path, limit in ((self._files.id, _ID_LIMIT), (self._files.key, _KEY_LIMIT)):
+        own_files = [(self._files.id, _ID_LIMIT), (self._files.key, _KEY_LIMIT)]
+        own_files += [(path, _X509_LIMIT) for path in self._x509_files]
+        for path, limit in own_files:
             data = _read(path, limit)
             own.update(b"\x00missing" if data is None else len(data).to_bytes(8, "big") + data)
         raw = _read(self._files.bundle, MAX_BUNDLE_BYTES)
@@ -503,10 +522,14 @@ def run(
     stop_timeout: float = DEFAULT_STOP_TIMEOUT,
     settle: float = DEFAULT_SETTLE,
     log: Callable[[str], None] | None = None,
+    x509_files: Sequence[Path] = (),
+    renew: Callable[[], object] | None = None,
 ) -> int:
     """Run ``command`` with ``env`` under supervision; return the exit status to exit with.
 
-    *files* are the identity's id, key and bundle, in that order.  Raises
+    *files* are the identity's id, key and bundle, in that order;
+    *x509_files* its X.509-SVID, key and bundle, when it has them.  *renew*
+    is called on every tick (see :mod:`spiffile.cli._renewal`).  Raises
     :class:`OSError` when the command cannot be started (the caller maps it to
     126/127 like a shell) and :class:`ConfigurationError` for unusable options.
     """
@@ -522,8 +545,10 @@ def run(
     if type(max_restarts) is not int or max_restarts < 0:
         raise ConfigurationError("--max-restarts must be a non-negative integer")
     paths = IdentityPaths(*(Path(os.path.abspath(p)) for p in files))
-    targets = {str(p) for p in paths}
-    directories = sorted({str(p.parent) for p in paths})
+    x509_paths = tuple(Path(os.path.abspath(p)) for p in x509_files)
+    watched = (*paths, *x509_paths)
+    targets = {str(p) for p in watched}
+    directories = sorted({str(p.parent) for p in watched})
     for directory in directories:
         if not os.path.isdir(directory):
             raise ConfigurationError(f"cannot watch {directory!r}: not a directory")
@@ -550,8 +575,8 @@ def run(
         stop_timeout=stop_timeout,
         say=say,
     )
-    seen = _signatures(paths)
-    fingerprint = _Fingerprint(paths)
+    seen = _signatures(watched)
+    fingerprint = _Fingerprint(paths, x509_paths)
     # Handlers go in before the child starts: a signal in between must not be lost
     # (or kill the supervisor and orphan the child).
     previous = {sig: signal.signal(sig, supervisor.forward) for sig in FORWARDED_SIGNALS}
@@ -575,7 +600,9 @@ def run(
             if first:
                 first = False
                 changed_at = now  # Close the window between the fingerprint and the watch.
-            signatures = _signatures(paths)
+            if renew is not None:
+                renew()
+            signatures = _signatures(watched)
             if changes or signatures != seen:
                 seen = signatures
                 changed_at, noticed = now, True

@@ -85,6 +85,7 @@ __all__ = [
     "enable_x509",
     "issue_svid",
     "renew_svids",
+    "renewal_time",
     "rotate_ca",
     "x509_enabled",
     "x509_env",
@@ -403,6 +404,27 @@ def _current_svid(directory: Path) -> x509.Certificate | None:
     return svid.leaf
 
 
+def _half_life(leaf: x509.Certificate) -> float:
+    """The moment *leaf* has lived half its validity window: renewals start there."""
+    start = leaf.not_valid_before_utc.timestamp()
+    end = leaf.not_valid_after_utc.timestamp()
+    return start + (end - start) / 2
+
+
+def renewal_time(root: RootLike, name: str) -> float:
+    """When :func:`renew_svids` starts re-issuing *name*'s SVID: half its validity window.
+
+    0.0 when the service has no SVID or a broken one (due now).  Reads the
+    certificate on disk each time, so a caller that waits on it follows every
+    re-issue, whoever made it.  (A CA rotation also makes an SVID due; that
+    shows only at the next renewal, or with ``x509 renew --force``.)
+    """
+    root = as_root(root)
+    with os_errors(root):
+        current = _current_svid(service_dir(root, name))
+    return 0.0 if current is None else _half_life(current)
+
+
 def _ensure_published(root: Root, state: _State, ca_cert: x509.Certificate) -> None:
     """Publish the issuing CA (as current, never retired) before it issues anything.
 
@@ -432,10 +454,8 @@ def _issue(root: Root, name: str, now: float, *, force: bool) -> X509ServiceStat
     current = _current_svid(directory)
     if current is not None and not force:
         leaf = current
-        start = leaf.not_valid_before_utc.timestamp()
         end = leaf.not_valid_after_utc.timestamp()
-        half = start + (end - start) / 2
-        fresh = now < half
+        fresh = now < _half_life(leaf)
         try:
             leaf.verify_directly_issued_by(ca_cert)
         except (ValueError, TypeError, InvalidSignature):
