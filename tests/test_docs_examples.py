@@ -33,6 +33,7 @@ NOT_RUN = {
     "Identity.from_spiffe_helper": "needs a running spiffe-helper",
     "SPIFFILE_TRUST_DIR": "needs another trust domain's documents",
     "httpx.Client(": "clients for a server the block does not start",
+    "secure_channel(identity": "needs X.509 files and a gRPC server the block does not start",
     'issuer="https://': "needs a token from another issuer",
 }
 

@@ -23,6 +23,7 @@ NEEDS = {
     "orders_billing_grpc.py": ("grpc",),
     "two_services/run.py": ("fastapi", "uvicorn", "httpx", "flask", "gunicorn", "requests"),
     "mtls_orders_billing.py": ("uvicorn", "httpx"),
+    "mtls_grpc.py": ("grpc",),
 }
 
 
@@ -160,3 +161,54 @@ def test_mtls_orders_billing_on_spiffe_helper_files(tmp_path: Path) -> None:
         "orders -> billing: 200 billing serves spiffe://example.org/orders",
         "calls: 11 answered, 0 failed",
     ]
+
+
+def _x509_root(tmp_path: Path) -> Path:
+    from spiffile.provision.x509 import enable_x509
+
+    path = tmp_path / "identity"
+    root = init_root(path, "example.org")
+    enable_x509(root)
+    for name in ("orders", "billing"):
+        add_service(root, name)
+    return path
+
+
+MTLS_GRPC_CALLS = [
+    "orders -> billing Invoice: billing serves spiffe://example.org/orders",
+    "orders -> billing Refund: PERMISSION_DENIED insufficient_scope",
+    "  billing says why: spiffile: 403 RPC '/demo.Billing/Refund': not_allowed: peer "
+    "spiffe://example.org/orders is not allowed by one_of(spiffe://example.org/reports) "
+    "(rule /demo.Billing/Refund)",
+    "orders expecting ledger: UNAVAILABLE",
+    "  orders says why: tls_peer_rejected: peer refused: spiffe://example.org/billing "
+    "is not allowed",
+    "asyncio orders -> billing Invoice: billing serves spiffe://example.org/orders",
+]
+
+
+def test_mtls_grpc_survives_a_rotation_on_one_channel(tmp_path: Path) -> None:
+    out = run_example("mtls_grpc.py", str(_x509_root(tmp_path))).splitlines()
+    assert out[:6] == MTLS_GRPC_CALLS
+    assert out[6].endswith("answered, 0 failed")
+    assert out[7:] == [
+        "billing's certificate rotated without a restart: True",
+        "billing saw orders' renewed SVID on the same channel: True",
+    ]
+
+
+def test_mtls_grpc_on_spiffe_helper_files(tmp_path: Path) -> None:
+    """The same code on directories laid out as spiffe-helper writes them."""
+    import shutil
+
+    path = _x509_root(tmp_path)
+    dirs = []
+    for name in ("orders", "billing"):
+        helper_dir = tmp_path / f"{name}-certs"
+        helper_dir.mkdir()
+        for file in ("svid.pem", "svid_key.pem"):
+            shutil.copy(path / "services" / name / file, helper_dir / file)
+        shutil.copy(path / "svid_bundle.pem", helper_dir / "svid_bundle.pem")
+        dirs.append(str(helper_dir))
+    out = run_example("mtls_grpc.py", "--spiffe-helper", *dirs).splitlines()
+    assert out == [*MTLS_GRPC_CALLS, "calls: 10 answered, 0 failed"]

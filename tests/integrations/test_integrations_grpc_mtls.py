@@ -395,6 +395,31 @@ def test_the_client_refuses_a_server_it_does_not_allow(
     )
 
 
+@pytest.mark.parametrize("override", [None, BILLING, "billing"])
+def test_grpc_channel_tls_alone_cannot_reach_a_spiffe_server(
+    world: World, address: str, override: str | None
+) -> None:
+    """Why secure_channel bridges: grpcio's channel TLS checks host names, never a URI SAN.
+
+    With our own authorities, key and SVID, and whatever target name, grpcio
+    refuses a server whose SVID names it only in a URI SAN (as every SPIFFE
+    X.509-SVID does), so it cannot authenticate a SPIFFE server at all.  If
+    a grpcio release changes this, this test says to look again.
+    """
+    paths = px.x509_env(world.root, "orders")
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=Path(paths["SPIFFILE_X509_BUNDLE_FILE"]).read_bytes(),
+        private_key=Path(paths["SPIFFILE_X509_KEY_FILE"]).read_bytes(),
+        certificate_chain=Path(paths["SPIFFILE_X509_SVID_FILE"]).read_bytes(),
+    )
+    options = [] if override is None else [("grpc.ssl_target_name_override", override)]
+    with grpc.secure_channel(address, credentials, options=options) as channel:
+        with pytest.raises(grpc.RpcError) as info:
+            rpc(channel, "unary_unary", "Invoice")(b"x", timeout=20)
+    error: Any = info.value
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+
+
 def test_the_client_refuses_a_server_id_signed_by_another_trust_domain(world: World) -> None:
     """A server naming example.org/billing under other.example's CA, which the client trusts."""
     forged = world.forge.leaf("grpc/forged-billing", world.other_ca, f"spiffe://{TD}/billing")
