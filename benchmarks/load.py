@@ -23,6 +23,7 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from benchmarks import reload
 from benchmarks._fixtures import AUDIENCE, KeyPool, bundle_bytes, raw_material, service_id
 from benchmarks._report import Row, Target
 from benchmarks._timing import Op, calibrate, median_ratio, run_interleaved
@@ -101,7 +102,7 @@ def run(pool: KeyPool, settings: Settings, workdir: Path) -> list[Row]:
         "rss": {w: _probe(path, "--measure", "rss", "--what", w) for w in ("parse", "json")},
     }
     path.unlink()
-    return _rows(samples, memory)
+    return _rows(samples, memory) + reload.run(pool, settings, workdir)
 
 
 def _rows(samples: dict[str, list[float]], memory: dict[str, Any]) -> list[Row]:

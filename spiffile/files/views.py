@@ -19,6 +19,7 @@ from spiffile.errors import SpiffileError
 from spiffile.files.safe import MAX_FILE_BYTES, read_file
 
 __all__ = [
+    "INLINE_RELOAD_BYTES",
     "PUSHED_RECHECK",
     "DirectoryView",
     "FileStamp",
@@ -103,6 +104,11 @@ class FileStatus:
     failures: int
 
 
+#: While a :class:`Watcher` refreshes a view, a changed file larger than this
+#: that a caller notices first is loaded by a thread of its own: the caller
+#: is served the current value (PROFILE.md §7.2).  Smaller files load in the
+#: caller's call, in well under a millisecond.
+INLINE_RELOAD_BYTES: Final = 256 * 1024
 #: While a :class:`Watcher` refreshes a view, ``get()`` looks at the file
 #: itself at most this often (seconds): the bound on how stale a view can be
 #: if the watcher missed an event.  A change the watcher reports is served
@@ -165,6 +171,7 @@ class FileView(Generic[T]):
         self._loaded_at = 0.0
         self._monotonic = monotonic
         self._pushed = False
+        self._loader: threading.Thread | None = None
         self._recheck_at = 0.0
         st = os.stat(self._path)
         read_ns = wall_ns()
@@ -215,7 +222,25 @@ class FileView(Generic[T]):
             and self._monotonic() < self._future_recheck
         ):
             return self._value
+        if self._pushed and stamp is not None and stamp[2] > INLINE_RELOAD_BYTES:
+            # Watched: a large file is loaded by a thread of its own, never
+            # by a caller (the watcher may not have seen the change yet).
+            self._load_in_background()
+            return self._value
         return self._reload(stamp)
+
+    def _load_in_background(self) -> None:
+        loader = self._loader
+        if self._lock.locked() or (loader is not None and loader.is_alive()):
+            return  # Already being loaded.
+        loader = threading.Thread(
+            target=self.refresh,
+            kwargs={"changed_only": True},
+            name="spiffile-reload",
+            daemon=True,
+        )
+        self._loader = loader
+        loader.start()
 
     @property
     def current(self) -> T:
