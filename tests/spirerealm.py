@@ -279,6 +279,21 @@ plugins {{
         """
         return self._wait(f"JWT-SVID for {audience!r}", lambda: self._try_fetch_jwt(audience))
 
+    def fetch_x509(self, directory: Path) -> Path:
+        """``spire-agent api fetch x509 -write DIR``: svid.0.pem, svid.0.key, bundle.0.pem."""
+
+        def attempt() -> Path | None:
+            done = self._run(
+                "spire-agent",
+                ("api", "fetch", "x509", "-write", str(directory)),
+                self.agent_socket,
+                check=False,
+            )
+            return directory if done.returncode == 0 else None
+
+        directory.mkdir(parents=True, exist_ok=True)
+        return self._wait("X.509-SVID from the agent", attempt)
+
     def bundle_spiffe(self) -> bytes:
         """``spire-server bundle show -format spiffe``: the trust domain's SPIFFE bundle."""
         text: str = self.server("bundle", "show", "-format", "spiffe")
