@@ -24,6 +24,7 @@ NEEDS = {
     "two_services/run.py": ("fastapi", "uvicorn", "httpx", "flask", "gunicorn", "requests"),
     "mtls_orders_billing.py": ("uvicorn", "httpx"),
     "mtls_grpc.py": ("grpc",),
+    "mtls_wsgi/main.py": ("gunicorn", "requests"),
 }
 
 
@@ -212,3 +213,15 @@ def test_mtls_grpc_on_spiffe_helper_files(tmp_path: Path) -> None:
         dirs.append(str(helper_dir))
     out = run_example("mtls_grpc.py", "--spiffe-helper", *dirs).splitlines()
     assert out == [*MTLS_GRPC_CALLS, "calls: 10 answered, 0 failed"]
+
+
+def test_mtls_wsgi_under_gunicorn_and_exec(tmp_path: Path) -> None:
+    """A root of one-hour SVIDs: the example renews billing's with `spiffile x509 renew`."""
+    path = _x509_root(tmp_path)
+    add_service(path, "reports")
+    out = run_example("mtls_wsgi/main.py", str(path)).splitlines()
+    assert out == [
+        "orders -> billing: 200 billing serves spiffe://example.org/orders",
+        "reports -> billing: refused before the app",
+        "billing presents its renewed SVID without a restart: True",
+    ]
