@@ -74,6 +74,8 @@ NOT_ALLOWED: Final = Rejection("insufficient_scope", "", 403, "Forbidden")
 _STATUS: Final = {401: grpc.StatusCode.UNAUTHENTICATED, 403: grpc.StatusCode.PERMISSION_DENIED}
 #: Verified client chains remembered per generation of the files (by their exact PEM).
 _VERIFIED_CACHE_SIZE: Final = 256
+#: A chain longer than this (PEM bytes) is verified on every call, never kept.
+_CACHED_CHAIN_BYTES: Final = 64 * 1024
 #: The auth context properties grpcio fills in for a TLS peer.
 _CHAIN_PROPERTY: Final = "x509_pem_cert_chain"
 _LEAF_PROPERTY: Final = "x509_pem_cert"
@@ -218,10 +220,11 @@ class _PeerGate:
         svid = verify_at(_leaf_first(chain), material.authorities, now)
         start = max(c.not_valid_before_utc.timestamp() for c in svid.chain)
         end = min(c.not_valid_after_utc.timestamp() for c in svid.chain)
-        with self._lock:
-            if len(self._verified) >= _VERIFIED_CACHE_SIZE:
-                self._verified.clear()
-            self._verified[key] = (svid, start, end)
+        if len(chain) <= _CACHED_CHAIN_BYTES:
+            with self._lock:
+                if len(self._verified) >= _VERIFIED_CACHE_SIZE:
+                    self._verified.clear()
+                self._verified[key] = (svid, start, end)
         return svid
 
 

@@ -42,11 +42,14 @@ from spiffile.identity import Identity
 from spiffile.integrations.grpc import (
     aio_mtls_server_interceptor,
     aio_secure_channel,
+    client_credentials,
+    current_caller,
     current_peer,
     current_peer_id,
     mtls_server_interceptor,
     secure_channel,
     server_credentials,
+    server_interceptor,
 )
 from spiffile.provision import x509 as px
 from spiffile.provision.root import as_root
@@ -435,6 +438,44 @@ def test_the_client_refuses_a_server_id_signed_by_another_trust_domain(world: Wo
         )
 
 
+def test_tokens_ride_on_a_mutual_tls_channel(world: World) -> None:
+    """JWT call credentials compose with secure_channel; both interceptors check each call."""
+    billing = world.identities["billing"]
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=2),
+        interceptors=[
+            mtls_server_interceptor(billing, allow=["orders"]),
+            server_interceptor(billing, allow=["orders"]),
+        ],
+    )
+
+    def both(request: bytes, context: grpc.ServicerContext) -> bytes:
+        return f"{current_peer_id()} {current_caller().id}".encode()
+
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                SERVICE, {"Both": grpc.unary_unary_rpc_method_handler(both)}
+            ),
+        )
+    )
+    port = server.add_secure_port("127.0.0.1:0", server_credentials(billing))
+    server.start()
+    try:
+        orders = world.identities["orders"]
+        token = client_credentials(orders, "billing")
+        with secure_channel(orders, f"127.0.0.1:{port}", "billing", call_credentials=token) as ch:
+            assert rpc(ch, "unary_unary", "Both")(b"x", timeout=20) == f"{ORDERS} {ORDERS}".encode()
+        # The right certificate without a token is still refused by the token interceptor.
+        with secure_channel(orders, f"127.0.0.1:{port}", "billing") as channel:
+            with pytest.raises(grpc.RpcError) as info:
+                rpc(channel, "unary_unary", "Both")(b"x", timeout=20)
+        error: Any = info.value
+        assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+    finally:
+        server.stop(None).wait(30)
+
+
 def test_configuration_is_checked_when_built(world: World, tmp_path: Path) -> None:
     orders = world.identities["orders"]
     with pytest.raises(ConfigurationError):
@@ -685,3 +726,43 @@ def test_forged_helper_writes_usable_pem(world: World) -> None:
     source = world.source("check", leaf)
     assert source.svid.leaf == leaf.cert
     assert pem(leaf.cert) == leaf.pem
+
+
+def test_a_retired_authority_is_refused_on_new_and_open_connections(tmp_path: Path) -> None:
+    """Once the bundle drops a CA, its SVIDs are refused: per call on an open connection
+    (the interceptor), and in the handshake of a new one (gRPC, with the refetched roots)."""
+    root, ids = make_root(tmp_path, ("orders", "billing"))
+    paths = px.x509_env(root, "orders")
+    old = tmp_path / "old-orders"
+    old.mkdir()
+    for variable, name in (
+        ("SPIFFILE_X509_SVID_FILE", "svid.pem"),
+        ("SPIFFILE_X509_KEY_FILE", "svid_key.pem"),
+        ("SPIFFILE_X509_BUNDLE_FILE", "svid_bundle.pem"),
+    ):
+        atomic_write(old / name, Path(paths[variable]).read_bytes(), mode=0o600)
+    old_orders = X509Source.from_dir(old)
+    with sync_server(ids["billing"]) as address:
+        with secure_channel(old_orders, address, "billing") as channel:
+            serial = rpc(channel, "unary_unary", "Serial")
+            assert int(serial(b"x", timeout=20)) == old_orders.svid.leaf.serial_number
+            px.rotate_ca(root)
+            px.renew_svids(root, force=True)
+            # Still published beside the new one: the old SVID keeps working.
+            assert int(serial(b"x", timeout=20)) == old_orders.svid.leaf.serial_number
+            # The producer drops the old CA (as renew does once its SVIDs expired).
+            new_ca = root_ca(root).cert
+            atomic_write(root / "svid_bundle.pem", pem(new_ca))
+            atomic_write(old / "svid_bundle.pem", pem(new_ca))  # The client trusts billing's.
+            with pytest.raises(grpc.RpcError) as info:
+                serial(b"x", timeout=20)
+            error: Any = info.value
+            assert (error.code(), error.details()) == (
+                grpc.StatusCode.UNAUTHENTICATED,
+                "invalid_certificate",
+            )
+        assert call(old_orders, address, "Serial") == grpc.StatusCode.UNAVAILABLE
+        renewed = call(ids["orders"], address, "Serial")
+        assert int(renewed) == leaf_of(root, "orders").serial_number
+    for identity in ids.values():
+        identity.close()
