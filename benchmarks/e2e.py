@@ -617,6 +617,9 @@ def _rows(
             current = series[(spec.key, mode)]
             cpu = current.cpu_us_per_request()
             cpu_text = "-" if cpu is None else f"{cpu:.0f} us"
+            if mode != "plain" and cpu and base_cpu:
+                # CPU time is what contention on a shared machine disturbs least.
+                cpu_text += f" (no auth {base_cpu:.0f} us: {base_cpu / cpu:.2f}x)"
             note = (
                 f"server CPU {cpu_text}/request, wrk {current.load_share():.0%} of a CPU, "
                 f"{statistics.median(r.socket_errors for r in current.results):.0f} socket errors"

@@ -15,7 +15,13 @@ batch, wall clock, interleaved round by round:
   the GIL, so ~1x or below).
 
 On a machine shared with other work the second core is not always free;
-the controls say how free it was.
+the controls say how free it was.  So a second measurement answers the
+question without needing a free core (:func:`probe`): the batch runs in
+one thread while another spins in pure Python, with a switch interval of
+0.2 s.  A call that holds the GIL keeps it until that interval runs out, so
+the batch (a few tens of ms) finishes undisturbed; a call that releases it
+lets the spinner in, and the batch then waits out the interval: a ratio of
+several times instead of about one.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import hashlib
 import itertools
 import os
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -41,7 +48,7 @@ from benchmarks.core import Settings
 from spiffile import svid
 from spiffile.identity import Identity
 
-__all__ = ["run", "threaded"]
+__all__ = ["probe", "run", "threaded"]
 
 _ES256: Final = ec.ECDSA(hashes.SHA256())
 _BLOCK: Final = os.urandom(64 * 1024)
@@ -74,6 +81,43 @@ def threaded(fn: Callable[[], object], total: int, threads: int) -> Callable[[],
             raise failures[0]
 
     return call
+
+
+#: How long a thread may keep the GIL while another waits, during the probe.
+_PROBE_INTERVAL: Final = 0.2
+
+
+def probe(fn: Callable[[], object], count: int) -> tuple[float, float]:
+    """Seconds for *count* calls alone, and with a pure-Python thread spinning beside them."""
+    start = time.perf_counter()
+    for _ in itertools.repeat(None, count):
+        fn()
+    alone = time.perf_counter() - start
+    previous = sys.getswitchinterval()
+    stop = threading.Event()
+    started = threading.Event()
+
+    def spin() -> None:
+        started.set()
+        while not stop.is_set():
+            pass
+
+    sys.setswitchinterval(_PROBE_INTERVAL)
+    spinner = threading.Thread(target=spin)
+    try:
+        spinner.start()
+        started.wait()
+        # Runs once the spinner was made to drop the GIL: from here the
+        # spinner waits a whole interval before it asks for it again.
+        start = time.perf_counter()
+        for _ in itertools.repeat(None, count):
+            fn()
+        beside = time.perf_counter() - start
+    finally:
+        stop.set()
+        spinner.join()
+        sys.setswitchinterval(previous)
+    return alone, beside
 
 
 def _python_loop() -> int:
@@ -131,9 +175,14 @@ def run(pool: KeyPool, settings: Settings, workdir: Path | None = None) -> list[
             Op(f"{name}_2", threaded(fn, total, 2), 1, WALL_CLOCK),
         ]
     samples = run_interleaved(ops, 3 if settings.quick else 9)
+    probes: dict[str, list[tuple[float, float]]] = {}
+    for _ in range(3 if settings.quick else 5):
+        for name, fn in plan.items():
+            # About 20 ms of calls: far under the probe's interval.
+            probes.setdefault(name, []).append(probe(fn, max(1, totals[name] * 2 // 25)))
     tmp.cleanup()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    return _rows(samples, totals, load)
+    return _rows(samples, totals, load) + _probe_rows(probes)
 
 
 _LABELS: Final = {
@@ -163,6 +212,32 @@ def _rows(samples: dict[str, list[float]], totals: dict[str, int], load: float |
                     "throughput of two threads against one, same batch, wall clock"
                     + ("" if load is None else f"; load average {load:.1f} at the end")
                 ),
+            )
+        )
+    return rows
+
+
+def _probe_rows(probes: dict[str, list[tuple[float, float]]]) -> list[Row]:
+    rows = []
+    for name, label in _LABELS.items():
+        alone = [a for a, _ in probes[name]]
+        beside = [b for _, b in probes[name]]
+        ratio = median_ratio(beside, alone)
+        rows.append(
+            Row(
+                f"gil_probe_{name}",
+                f"GIL probe, a Python thread spinning beside: {label}",
+                statistics.median(beside),
+                "s",
+                baseline="alone",
+                baseline_value=statistics.median(alone),
+                ratio=ratio,
+                note=(
+                    "about 1x: the call keeps the GIL; several x: it releases it "
+                    f"(switch interval {_PROBE_INTERVAL} s) -> "
+                    + ("released" if ratio > 2 else "held")
+                ),
+                extra={"released": ratio > 2},
             )
         )
     return rows

@@ -1,11 +1,12 @@
 """Figures drawn from the benchmark's JSON document (matplotlib, the ``bench`` extra).
 
 ``python -m benchmarks --plots DIR`` draws them after a run;
-``python -m benchmarks.plots RESULTS.json --out DIR`` draws them again from a
-saved document.  Each figure uses the rows it finds and leaves out what is
-missing (a ``--only`` run, a suite skipped for want of ``wrk``), so any
-document gives the figures its rows allow; a figure with no rows at all is
-not written.
+``python -m benchmarks.plots RESULTS.json [MORE.json ...] --out DIR`` draws
+them again from saved documents (rows of later documents replace rows of
+earlier ones with the same key, so separate ``--only`` runs combine).
+Each figure uses the rows it finds and leaves out what is missing (a
+``--only`` run, a suite skipped for want of ``wrk``), so any document gives
+the figures its rows allow; a figure with no rows at all is not written.
 
 - ``cost.png``: per-call cost of verify and mint against the raw ECDSA
   operations they wrap (the core suite).
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["FIGURES", "available", "draw", "main"]
+__all__ = ["FIGURES", "available", "draw", "main", "merge"]
 
 #: File names of the figures, in the order they are drawn.
 FIGURES: Final = ("cost.png", "bundle_size.png", "e2e.png")
@@ -298,19 +299,33 @@ def draw(document: Mapping[str, Any], directory: Path) -> list[Path]:
     return written
 
 
+def merge(documents: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One document from several: the first one's header, every row, later rows winning."""
+    if not documents:
+        return {"rows": []}
+    rows: dict[object, Any] = {}
+    for document in documents:
+        for row in document.get("rows") or []:
+            rows[row.get("key") if isinstance(row, dict) else id(row)] = row
+    return {**documents[0], "rows": list(rows.values())}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m benchmarks.plots RESULTS.json [--out DIR]``."""
+    """``python -m benchmarks.plots RESULTS.json [MORE.json ...] [--out DIR]``."""
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.plots",
         description="Draw the figures from a saved JSON document.",
     )
-    parser.add_argument("document", type=Path, help="JSON written by python -m benchmarks --json")
+    parser.add_argument(
+        "documents", type=Path, nargs="+", help="JSON written by python -m benchmarks --json"
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/plots"), help="directory")
     args = parser.parse_args(argv)
     if not available():
         print("Error: matplotlib is not installed (pip install -e '.[bench]')", file=sys.stderr)
         return 2
-    for path in draw(json.loads(args.document.read_text()), args.out):
+    document = merge([json.loads(path.read_text()) for path in args.documents])
+    for path in draw(document, args.out):
         print(path)
     return 0
 

@@ -118,3 +118,15 @@ def test_command_line_redraws_from_a_saved_document(tmp_path: Path) -> None:
     )
     assert sorted(p.name for p in out.iterdir()) == sorted(plots.FIGURES)
     assert done.stdout.split() == [str(out / name) for name in plots.FIGURES]
+
+
+def test_documents_merge_later_rows_winning(tmp_path: Path) -> None:
+    sample = _sample()
+    core = dict(sample, rows=[r for r in sample["rows"] if not r["key"].startswith("e2e_")])
+    e2e = dict(sample, rows=[r for r in sample["rows"] if r["key"].startswith("e2e_")])
+    again = dict(e2e, rows=[dict(e2e["rows"][0], value=1.0)])
+    merged = plots.merge([core, e2e, again])
+    assert len(merged["rows"]) == len(sample["rows"])
+    assert {r["key"]: r["value"] for r in merged["rows"]}["e2e_uvicorn_plain"] == 1.0
+    assert merged["mode"] == "full"
+    assert len(plots.draw(merged, tmp_path)) == 3
