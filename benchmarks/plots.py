@@ -13,8 +13,8 @@ the figures its rows allow; a figure with no rows at all is not written.
 - ``bundle_size.png``: verify cost, and parse or reload time, against the
   number of identities in the bundle.  A row takes part in the second panel
   when its ``extra`` carries ``identities`` (and optionally ``series``, the
-  line it belongs to), or when its key starts with ``load`` or ``reload``
-  and names a size (``_100k``, ``_10000``).
+  line it belongs to), or when its key is ``load_`` or ``reload_`` and a
+  size (``load_100k``, ``reload_10000``).
 - ``e2e.png``: requests per second of real servers with and without
   authentication (the e2e suite).
 """
@@ -60,6 +60,7 @@ _SIGN_ROWS: Final = (
 )
 _E2E_MODES: Final = (
     ("plain", "no authentication", _RAW),
+    ("header", "no authentication, token header sent", "#cfcfcf"),
     ("reused", "reused token", _CACHED),
     ("fresh", "fresh token each request", _OURS),
 )
@@ -158,6 +159,8 @@ def _close(figure: Figure) -> None:
 
 
 _SIZE_KEY: Final = re.compile(r"_(\d+)(k?)(?=_|$)")
+#: Parse-time rows of the load suite (``load_100k``), which carry no ``identities``.
+_PARSE_KEY: Final = re.compile(r"^(re)?load_\d+k?$")
 
 
 def _size_of(row: Mapping[str, Any]) -> int | None:
@@ -193,7 +196,7 @@ def draw_bundle_size(document: Mapping[str, Any], path: Path) -> Path | None:
         key = row["key"]
         extra = row.get("extra") or {}
         sized = isinstance(extra, dict) and "identities" in extra
-        if row.get("unit") != "s" or not (sized or key.startswith(("load", "reload"))):
+        if row.get("unit") != "s" or not (sized or _PARSE_KEY.match(key)):
             continue
         size = _size_of(row)
         if size is None:
@@ -228,6 +231,10 @@ def draw_bundle_size(document: Mapping[str, Any], path: Path) -> Path | None:
             )
         right.set_xscale("log")
         right.set_yscale("log")
+        from matplotlib.ticker import FuncFormatter, NullFormatter
+
+        right.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        right.yaxis.set_minor_formatter(NullFormatter())
         right.set_xlabel("identities in the bundle")
         right.set_ylabel("milliseconds")
         right.set_title("parse and reload time", fontsize=10)
@@ -257,13 +264,14 @@ def draw_e2e(document: Mapping[str, Any], path: Path) -> Path | None:
         return None
     servers = list(groups)
     figure, (axes,) = _figure(11, 4.6)
-    width = 0.27
+    width = 0.8 / len(_E2E_MODES)
+    middle = (len(_E2E_MODES) - 1) / 2
     for offset, (mode, legend, colour) in enumerate(_E2E_MODES):
         xs, ys = [], []
         for index, server in enumerate(servers):
             found = groups[server].get(mode)
             if found is not None:
-                xs.append(index + (offset - 1) * width)
+                xs.append(index + (offset - middle) * width)
                 ys.append(found["value"])
         if not xs:
             continue
