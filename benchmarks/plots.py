@@ -279,7 +279,7 @@ def draw_e2e(document: Mapping[str, Any], path: Path) -> Path | None:
         for x, server in zip(xs, [s for s in servers if mode in groups[s]], strict=True):
             row = groups[server][mode]
             ratio = row.get("ratio")
-            text = f"{row['value']:,.0f}" + (f"\n{ratio:.2f}x" if _number(ratio) else "")
+            text = f"{row['value'] / 1000:.1f}k" + (f"\n{ratio:.2f}x" if _number(ratio) else "")
             axes.text(x, row["value"], text, ha="center", va="bottom", fontsize=7)
     axes.set_xticks(
         range(len(servers)), [labels.get(s, s).replace(", ", ",\n", 1) for s in servers], fontsize=8
