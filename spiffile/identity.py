@@ -199,7 +199,7 @@ class IdentityStatus:
                 out["error"] = status.error
             return out
 
-        return {
+        out: dict[str, Any] = {
             "id": str(self.id),
             "healthy": self.healthy,
             "kid": self.kid,
@@ -209,6 +209,21 @@ class IdentityStatus:
             "bundle": file(self.bundle),
             "trust": {domain: file(status) for domain, status in self.trust.items()},
         }
+        if self.x509 is not None:
+            # Expiry is what a probe watches: an SVID nobody renews fails every
+            # handshake once it passes notAfter (X.509-SVID §4.1).
+            x509: dict[str, Any] = {
+                "id": str(self.x509.id),
+                "healthy": self.x509.healthy,
+                "expires_at": self.x509.expires_at,
+                "svid": file(self.x509.svid),
+                "key": file(self.x509.key),
+                "bundle": file(self.x509.bundle),
+            }
+            if detail:
+                x509["error"] = self.x509.error
+            out["x509"] = x509
+        return out
 
 
 class _FederatedTrust:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import time
@@ -50,6 +51,14 @@ def test_from_dir_finds_the_x509_files(workload: Path) -> None:
         status = identity.status()
         assert status.x509 is not None and status.x509.healthy and status.healthy
         assert status.x509.expires_at == identity.x509.svid.expires_at
+        full = status.as_dict()
+        assert json.loads(json.dumps(full)) == full
+        assert full["x509"]["expires_at"] == identity.x509.svid.expires_at
+        assert full["x509"]["healthy"] is True and full["x509"]["error"] is None
+        assert full["x509"]["svid"]["path"].endswith("svid.pem")
+        brief = status.as_dict(detail=False)
+        assert "error" not in brief["x509"] and "path" not in brief["x509"]["key"]
+        assert str(workload) not in json.dumps(brief)
         assert identity.server_ssl_context(allow="billing").verify_mode.name == "CERT_REQUIRED"
 
 
