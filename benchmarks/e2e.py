@@ -29,8 +29,9 @@ Two-worker servers (the scaling study) and their load generator share every
 CPU: on a 2-core machine the load generator takes a little of the workers'
 time, so those rows understate a dedicated machine.
 
-``wrk`` must be on PATH (Debian: ``apt-get install wrk``); without it the
-suite says so and returns no rows.
+``wrk`` must be on PATH (Debian: ``apt-get install wrk``), and uvicorn and
+gunicorn installed (the ``bench`` or ``test`` extra); without them the suite
+says so and returns no rows.
 """
 
 from __future__ import annotations
@@ -568,6 +569,15 @@ def run(pool: KeyPool, settings: Settings, workdir: Path) -> list[Row]:
         print(
             "e2e: wrk is not on PATH, so the end-to-end rows are skipped "
             "(Debian/Ubuntu: apt-get install wrk)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return []
+    missing = [name for name in ("uvicorn", "gunicorn") if importlib.util.find_spec(name) is None]
+    if missing:
+        print(
+            f"e2e: {' and '.join(missing)} not installed, so the end-to-end rows are skipped "
+            "(pip install -e '.[bench]')",
             file=sys.stderr,
             flush=True,
         )
