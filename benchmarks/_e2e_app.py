@@ -22,7 +22,7 @@ from spiffile.integrations import wsgi as wsgi_middleware
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-__all__ = ["BODY", "IDENTITY_ENV", "asgi", "wsgi"]
+__all__ = ["BODY", "IDENTITY_ENV", "WATCH_ENV", "asgi", "wsgi"]
 
 #: The identity directory of the receiving workload; unset or empty: no authentication.
 IDENTITY_ENV: Final = "SPIFFILE_BENCH_IDENTITY_DIR"
@@ -54,9 +54,16 @@ def _wsgi_endpoint(environ: WSGIEnvironment, start_response: StartResponse) -> I
     return [BODY]
 
 
+#: Set to 1: the identity runs ``watch()`` (no per-call ``stat`` of its files).
+WATCH_ENV: Final = "SPIFFILE_BENCH_WATCH"
+
+
 def _identity() -> Identity | None:
     directory = os.environ.get(IDENTITY_ENV, "")
-    return Identity.from_dir(directory) if directory else None
+    if not directory:
+        return None
+    identity = Identity.from_dir(directory)
+    return identity.watch() if os.environ.get(WATCH_ENV) == "1" else identity
 
 
 def _build_asgi() -> _ASGI:
