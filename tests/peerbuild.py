@@ -1,10 +1,12 @@
 """Build the real SPIFFE peers once, into a cache outside the repository.
 
-Two Go modules under ``tests/peers/`` describe the peers:
+Three Go modules under ``tests/peers/`` describe the peers:
 
 - ``spiffepeer/``: a small program over go-spiffe v2.9.0 (bundle endpoint
   server and client, JWT-SVID validation and minting, X.509-SVID checks and
   mutual TLS); see its ``main.go`` for the subcommands.
+- ``grpcpeer/``: go-spiffe's gRPC credentials (``spiffegrpc/grpccredentials``)
+  over grpc-go v1.79.3, as a health-service server and client.
 - ``spire/``: a tools module pinning SPIRE v1.13.3, whose ``spire-server``
   and ``spire-agent`` are built with ``go install tool``.
 
@@ -18,7 +20,7 @@ repository.
 
 Run as a script to build everything ahead of the tests (``.ci/run`` does)::
 
-    python tests/peerbuild.py            # both peers
+    python tests/peerbuild.py            # every peer
     python tests/peerbuild.py spiffepeer  # only go-spiffe's
 
 Tests use :func:`peer_binary` (through :func:`require_peer`), which skips
@@ -78,6 +80,12 @@ PEERS: dict[str, Peer] = {
         "spiffepeer",
         "go-spiffe-v2.9.0",
         ("spiffepeer",),
+        ("install", "."),
+    ),
+    "grpcpeer": Peer(
+        "grpcpeer",
+        "go-spiffe-v2.9.0-grpc-v1.79.3",
+        ("grpcpeer",),
         ("install", "."),
     ),
     "spire": Peer(
