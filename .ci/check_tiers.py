@@ -2,16 +2,22 @@
 
 Usage: check_tiers.py DEFAULT_JUNIT_XML [SPIRE_JUNIT_XML]
        check_tiers.py --fuzz FUZZ_JUNIT_XML
+       check_tiers.py --bench BENCH_JUNIT_XML BENCHMARKS_JSON
 
 - the default run: the go-spiffe tier is every test case from a
   ``test_peers_*`` module of ``tests/peers``;
 - the SPIRE run (``pytest -m spire``): every test case it ran;
 - the fuzz run (``tests/test_fuzz_targets.py`` with atheris installed): every
-  test case it ran, so the libFuzzer tests cannot skip for a missing atheris.
+  test case it ran, so the libFuzzer tests cannot skip for a missing atheris;
+- the benchmark tier (``tests/bench`` with the ``bench`` extra and wrk):
+  every test case it ran, and the ``--quick`` benchmark document must hold
+  end-to-end rows (the suite prints a reason and returns none without wrk,
+  uvicorn or gunicorn, which on a CI machine means the set-up failed).
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import xml.etree.ElementTree as ET
 
@@ -40,9 +46,19 @@ def check(tier: str, selected: list[ET.Element]) -> list[str]:
     return problems
 
 
-def main(default_xml: str, spire_xml: str | None = None) -> int:
+def end_to_end_rows(path: str) -> list[str]:
+    with open(path, encoding="utf-8") as document:
+        rows = json.load(document)["rows"]
+    found = [row["key"] for row in rows if str(row.get("key", "")).startswith("e2e_")]
+    print(f"benchmarks --quick: {len(found)} end-to-end rows")
+    return [] if found else ["benchmarks --quick: no end-to-end row (wrk or the servers missing)"]
+
+
+def main(default_xml: str, spire_xml: str | None = None, extra: str | None = None) -> int:
     if default_xml == "--fuzz" and spire_xml is not None:
         problems = check("fuzz tier", cases(spire_xml))
+    elif default_xml == "--bench" and spire_xml is not None and extra is not None:
+        problems = check("benchmark tier", cases(spire_xml)) + end_to_end_rows(extra)
     else:
         go_spiffe = [c for c in cases(default_xml) if ".test_peers_" in (c.get("classname") or "")]
         problems = check("go-spiffe tier", go_spiffe)
