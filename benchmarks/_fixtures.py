@@ -28,6 +28,7 @@ __all__ = [
     "KeyPool",
     "bundle_bytes",
     "bundle_document",
+    "hostile_bundle_bytes",
     "identity_dir",
     "raw_material",
     "service_id",
@@ -98,6 +99,31 @@ def bundle_bytes(
 ) -> bytes:
     """The document of :func:`bundle_document` as producers write it (``Bundle.to_json``)."""
     return Bundle.from_document(bundle_document(size, pool, extra=extra)).to_json()
+
+
+def hostile_bundle_bytes(size: int, pool: KeyPool, *, in_entries: bool) -> bytes:
+    """A valid bundle of about *size* bytes made mostly of members the profile ignores.
+
+    1000 identities; the rest is ``[]`` after ``[]`` (three bytes of text
+    each, and the dearest JSON value to hold: an empty list is 56 bytes plus
+    its slot), either in one top-level member or spread over the entries.
+    """
+    document = bundle_document(1000, pool)
+    base = len(Bundle.from_document(document).to_json())
+    if in_entries:
+        each = max(0, (size - base) // 1000 // 3 - 6)
+        junk = "[" + ",".join(["[]"] * each) + "]"
+        lines = Bundle.from_document(document).to_json().decode().split("\n")
+        body = "\n".join(
+            line.replace('{"keys": ', '{"junk": ' + junk + ', "keys": ', 1)
+            if line.startswith('    "spiffe://')
+            else line
+            for line in lines
+        )
+        return body.encode()
+    text = Bundle.from_document(document).to_json().decode()
+    junk = "[" + ",".join(["[]"] * max(0, (size - base) // 3 - 6)) + "]"
+    return (text[: text.rindex("}")].rstrip() + f',\n  "junk": {junk}\n}}\n').encode()
 
 
 def identity_dir(

@@ -10,7 +10,8 @@ collection (what the bundle holds), for ``json.loads`` and for
 ``Bundle.parse`` one after the other, plus the peak during each.
 ``--measure rss``: growth of the resident set (Linux ``/proc/self/statm``)
 across one parse, the file already read, and the growth of the peak resident
-set (``VmHWM``).
+set (``VmHWM``); ``--what slim`` measures the parse a verifier makes
+(``Bundle.parse(data, slim=True)``: unknown members checked, not kept).
 """
 
 from __future__ import annotations
@@ -54,12 +55,19 @@ def _peak_resident_bytes() -> int:
 
 
 def _parsers(data: bytes) -> dict[str, Callable[[], object]]:
-    return {"json": lambda: json.loads(data), "parse": lambda: Bundle.parse(data)}
+    return {
+        "json": lambda: json.loads(data),
+        "parse": lambda: Bundle.parse(data),
+        # What a verifier (Identity) holds: sliced, unknown members not kept.
+        "slim": lambda: Bundle.parse(data, pause=lambda: None, slim=True),
+    }
 
 
 def _traced(data: bytes) -> dict[str, dict[str, int]]:
     results = {}
     for name, parse in _parsers(data).items():
+        if name == "slim":
+            continue  # The tracemalloc rows compare json.loads and Bundle.parse.
         gc.collect()
         tracemalloc.start()
         value = parse()
@@ -89,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("path", type=Path)
     parser.add_argument("--measure", choices=("tracemalloc", "rss"), required=True)
-    parser.add_argument("--what", choices=("json", "parse"), default="parse")
+    parser.add_argument("--what", choices=("json", "parse", "slim"), default="parse")
     args = parser.parse_args(argv)
     data = args.path.read_bytes()
     if args.measure == "tracemalloc":

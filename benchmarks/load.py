@@ -24,7 +24,14 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from benchmarks import reload
-from benchmarks._fixtures import AUDIENCE, KeyPool, bundle_bytes, raw_material, service_id
+from benchmarks._fixtures import (
+    AUDIENCE,
+    KeyPool,
+    bundle_bytes,
+    hostile_bundle_bytes,
+    raw_material,
+    service_id,
+)
 from benchmarks._report import Row, Target
 from benchmarks._timing import Op, calibrate, median_ratio, run_interleaved
 from benchmarks.core import Settings
@@ -102,7 +109,61 @@ def run(pool: KeyPool, settings: Settings, workdir: Path) -> list[Row]:
         "rss": {w: _probe(path, "--measure", "rss", "--what", w) for w in ("parse", "json")},
     }
     path.unlink()
-    return _rows(samples, memory) + reload.run(pool, settings, workdir)
+    return (
+        _rows(samples, memory)
+        + _hostile_rows(pool, settings, workdir)
+        + reload.run(pool, settings, workdir)
+    )
+
+
+#: The hostile document's size: the profile's cap (PROFILE.md §4.5); 16 MB in --quick.
+_HOSTILE_BYTES = 128 * 1024 * 1024
+_HOSTILE_QUICK_BYTES = 16 * 1000 * 1000
+
+
+def _hostile_rows(pool: KeyPool, settings: Settings, workdir: Path) -> list[Row]:
+    """Peak and retained memory of a valid bundle made mostly of members nobody reads.
+
+    Fresh child processes (RSS): ``Bundle.parse`` (what producers use, and
+    what verifiers used before) against the slim parse verifiers make now.
+    The junk is in one top-level member, then spread over the entries.
+    """
+    size = _HOSTILE_QUICK_BYTES if settings.quick else _HOSTILE_BYTES
+    rows = []
+    for in_entries in (False, True):
+        data = hostile_bundle_bytes(size, pool, in_entries=in_entries)
+        path = workdir / "bundle-hostile.json"
+        path.write_bytes(data)
+        whole = _probe(path, "--measure", "rss", "--what", "parse")
+        slim = _probe(path, "--measure", "rss", "--what", "slim")
+        path.unlink()
+        where = "in the entries" if in_entries else "one top-level member"
+        tag = "entries" if in_entries else "top"
+        mib = f"{len(data) / 2**20:.0f} MiB"
+        # Peak: the documented bound (the text, one chunk, the result).  Retained:
+        # reported (RSS keeps freed arenas; tracemalloc rows give the exact bytes).
+        for kind, key, target in (("peak_grown", "peak", 1.5), ("grown", "retained", None)):
+            if whole[kind] is None or slim[kind] is None:
+                continue
+            rows.append(
+                Row(
+                    f"hostile_{key}_{tag}",
+                    f"hostile {mib} bundle, junk {where}: {key} / size",
+                    slim[kind] / len(data),
+                    "x",
+                    baseline="Bundle.parse",
+                    baseline_value=whole[kind] / len(data),
+                    ratio=slim[kind] / whole[kind] if whole[kind] else None,
+                    target=None if target is None else Target("<=", target),
+                    target_on_value=True,
+                    note=(
+                        f"RSS growth across the slim parse a verifier makes, the file already "
+                        f"read: {slim[kind] / 2**20:.0f} MiB; Bundle.parse (producers, and "
+                        f"verifiers before) {whole[kind] / 2**20:.0f} MiB"
+                    ),
+                )
+            )
+    return rows
 
 
 def _rows(samples: dict[str, list[float]], memory: dict[str, Any]) -> list[Row]:

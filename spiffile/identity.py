@@ -113,8 +113,9 @@ def _parse_key(data: bytes) -> _SigningKey:
 def _parse_bundle(data: bytes) -> Bundle:
     # In slices, giving the GIL away between them: while a new bundle is
     # parsed, the threads verifying against the current one keep running
-    # (PROFILE.md §7.2).
-    return Bundle.parse(data, pause=give_way)
+    # (PROFILE.md §7.2).  Slim: a verifier keeps only what it reads, so
+    # members it ignores cannot make it hold memory (PROFILE.md §4.5).
+    return Bundle.parse(data, pause=give_way, slim=True)
 
 
 def _parse_id_file(text: str, path: str | os.PathLike[str]) -> SpiffeId:

@@ -31,7 +31,16 @@ from typing import Any, Final
 
 from spiffile._wire import json_string
 
-__all__ = ["JWK_MEMBERS", "Compactor", "entry_json", "expand", "stored"]
+__all__ = [
+    "JWK_MEMBERS",
+    "JWK_READ",
+    "Compactor",
+    "entry_json",
+    "expand",
+    "slim_entry",
+    "slim_jwk",
+    "stored",
+]
 
 #: The members a producer writes into each JWK, in order (PROFILE.md §4.2).
 JWK_MEMBERS: Final = ("kty", "crv", "x", "y", "kid", "use", "alg")
@@ -60,6 +69,44 @@ def _jwk_dict(kid: str, x: str, y: str) -> dict[str, str]:
 def expand(keys: tuple[str, ...]) -> dict[str, Any]:
     """The entry a compact entry stands for, exactly as the document held it."""
     return {"keys": [_jwk_dict(*keys[i : i + 3]) for i in range(0, len(keys), 3)]}
+
+
+#: The members of a JWK that verification reads (PROFILE.md §4.2, §4.3).
+JWK_READ: Final = ("kty", "crv", "x", "y", "kid", "use", "alg", "d")
+
+
+def slim_entry(value: object) -> Any:
+    """What verification reads of an identity entry; the rest is not kept.
+
+    Consumers ignore an entry's other members and a JWK's other members
+    (PROFILE.md §4.1, §4.2), so a consumer's bundle need not hold them: a
+    hostile document made of them would otherwise cost memory in proportion
+    to their parsed size.  Looking the slim entry up gives the same result
+    and the same error as the entry: the checks read the other values only
+    for their type or presence (a value that is not a string becomes ``0``,
+    a ``keys`` that is not a list is dropped).
+    """
+    if type(value) is tuple:
+        return value
+    if type(value) is not dict:
+        return 0
+    keys = value.get("keys")
+    if type(keys) is not list:
+        return {}
+    return {"keys": [slim_jwk(jwk) for jwk in keys]}
+
+
+def slim_jwk(jwk: object) -> Any:
+    """What verification reads of one JWK (see :func:`slim_entry`); a stand-in stays."""
+    if type(jwk) is tuple:
+        return jwk  # A producer-shaped JWK, already reduced while parsing.
+    if type(jwk) is not dict:
+        return 0
+    return {name: _str_or_zero(jwk[name]) for name in JWK_READ if name in jwk}
+
+
+def _str_or_zero(value: object) -> object:
+    return value if type(value) is str else 0
 
 
 def stored(value: object) -> Any:

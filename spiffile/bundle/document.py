@@ -42,6 +42,10 @@ MAX_BUNDLE_BYTES: Final = 128 * 1024 * 1024
 SPIFFILE_VERSION: Final = 1
 
 
+def _no_pause() -> None:
+    pass
+
+
 class BoundKey:
     """One public key bound to one identity.  ``public_key`` is built once."""
 
@@ -169,7 +173,9 @@ class Bundle:
         return cls(validate_trust_domain(trust_domain), {}, None, None)
 
     @classmethod
-    def parse(cls, data: bytes | str, *, pause: Callable[[], None] | None = None) -> Bundle:
+    def parse(
+        cls, data: bytes | str, *, pause: Callable[[], None] | None = None, slim: bool = False
+    ) -> Bundle:
         """Parse a bundle document, raising :class:`InvalidBundleError` if it is unusable.
 
         With *pause*, the document is parsed in slices of about 128 KiB and
@@ -177,6 +183,14 @@ class Bundle:
         reloading thread passes a function that gives the GIL away, so the
         threads verifying against the previous bundle keep running
         (PROFILE.md §7.2).  The result and the errors are the same either way.
+
+        *slim* is for consumers: members the profile does not define, in the
+        document, in an entry or in a JWK, are checked but not kept (they are
+        ignored, PROFILE.md §4.1), so the bundle's memory follows its
+        identities and the parse never holds more than a slice of them.  A
+        slim bundle verifies exactly as the whole one; its :attr:`extra` is
+        empty and :meth:`to_document` lacks what was dropped, so a producer
+        never writes one back.
         """
         if isinstance(data, str):
             data = data.encode("utf-8", "surrogatepass")
@@ -193,12 +207,14 @@ class Bundle:
         # built, so the peak stays near the result, and the load costs about
         # what json.loads alone costs (fewer live containers for the garbage
         # collector to traverse pays for the hook).
+        if slim and pause is None:
+            pause = _no_pause
         compactor = Compactor()
         try:
             if pause is None:
                 document = json.loads(text, object_hook=compactor.hook)
             else:
-                document = sliced_loads(text, compactor=compactor, pause=pause)
+                document = sliced_loads(text, compactor=compactor, pause=pause, slim=slim)
         except RecursionError:
             compactor.jwks = -1  # The hook's own frames may have tipped it: retry plainly.
             document = None
@@ -209,7 +225,7 @@ class Bundle:
                 if pause is None:
                     document = json.loads(text)
                 else:
-                    document = sliced_loads(text, compactor=None, pause=pause)
+                    document = sliced_loads(text, compactor=None, pause=pause, slim=slim)
             except (ValueError, RecursionError) as exc:
                 raise InvalidBundleError(f"bundle is not valid UTF-8 JSON: {exc}") from None
         return cls(*_top_level(document))

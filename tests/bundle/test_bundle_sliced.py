@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spiffile.bundle import Bundle
-from spiffile.bundle._compact import Compactor
+from spiffile.bundle._compact import Compactor, slim_entry
 from spiffile.bundle._sliced import loads
 from spiffile.errors import SpiffileError
 
@@ -234,3 +234,147 @@ def test_pause_is_called_between_slices() -> None:
     assert _sliced(text, 4096, calls) == _whole(text)
     # At least one pause per two slices of the document.
     assert len(calls) >= len(text) // (2 * 4096)
+
+
+# -- slim parses (consumers): what is not kept, and that nothing else changes -------
+
+_PROFILE = ("trust_domain", "spiffile_version", "identities", "spiffe_sequence")
+
+
+def _slim_reference(value: Any) -> Any:
+    """What a slim parse must return: the whole parse with the ignored members taken out.
+
+    A member read only for its type keeps its type: a container becomes an empty one.
+    """
+    if type(value) is list:
+        return []
+    if type(value) is not dict:
+        return value
+    kept: dict[str, Any] = {}
+    for name, member in value.items():
+        if name not in _PROFILE:
+            continue
+        if name == "identities" and type(member) is dict:
+            kept[name] = {k: slim_entry(v) for k, v in member.items()}
+        elif type(member) in (dict, list):
+            kept[name] = type(member)()
+        else:
+            kept[name] = member
+    return kept
+
+
+def _slim_same_as_whole(text: str) -> None:
+    try:
+        expected: Any = ("ok", _slim_reference(json.loads(text)))
+    except (ValueError, RecursionError) as exc:
+        expected = (type(exc).__name__, str(exc))
+    for size in _SLICES:
+        try:
+            got: Any = (
+                "ok",
+                loads(text, compactor=None, pause=lambda: None, slice_chars=size, slim=True),
+            )
+        except (ValueError, RecursionError) as exc:
+            got = (type(exc).__name__, str(exc))
+        assert got == expected, (size, text[:200])
+
+
+def _lookups(data: bytes, **options: Any) -> Any:
+    """Every identity of the whole document looked up: its keys, or the error's message."""
+    try:
+        bundle = Bundle.parse(data, **options)
+    except SpiffileError as exc:
+        return (type(exc).__name__, str(exc))
+    try:
+        names = list(json.loads(data)["identities"])
+    except (ValueError, TypeError, KeyError):
+        names = []
+    found: list[Any] = [bundle.trust_domain, bundle.sequence, len(bundle)]
+    for name in names:
+        try:
+            entry = bundle.lookup(name)
+        except SpiffileError as exc:
+            found.append(str(exc))
+        else:
+            found.append((str(entry.id), [key.kid for key in entry.keys]))
+    found.append(bundle.warnings)
+    return found
+
+
+@settings(max_examples=300, deadline=None)
+@given(_json, _layout)
+def test_slim_parse_of_any_json_value(value: Any, layout: dict[str, Any]) -> None:
+    _slim_same_as_whole(json.dumps(value, **layout))
+
+
+_messy_jwk = st.fixed_dictionaries(
+    {},
+    optional={
+        "kty": st.sampled_from(["EC", "RSA"]) | _json,
+        "crv": st.sampled_from(["P-256"]) | _json,
+        "x": _json,
+        "y": _json,
+        "kid": st.text(max_size=3) | _json,
+        "use": st.sampled_from(["jwt-svid", "sig"]) | _json,
+        "alg": st.sampled_from(["ES256"]) | _json,
+        "d": _json,
+        "junk": _json,
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from([ORDERS, "spiffe://example.org/a", "spiffe://other.org/b", "nope"]),
+        st.fixed_dictionaries({}, optional={"keys": st.lists(_messy_jwk, max_size=3) | _json})
+        | _json,
+        max_size=4,
+    ),
+    st.dictionaries(st.text(max_size=4), _json, max_size=3),
+)
+def test_slim_bundles_look_up_every_entry_as_whole_ones_do(
+    identities: dict[str, Any], extra: dict[str, Any]
+) -> None:
+    jwk = fresh_jwk()
+    identities = {**identities, "spiffe://example.org/good": {"keys": [jwk], "x": [[]]}}
+    data = json.dumps({**extra, **document(**identities)}).encode()
+    assert _lookups(data, slim=True) == _lookups(data)
+    _slim_same_as_whole(data.decode())
+
+
+@pytest.mark.parametrize("text", _vector_documents())
+def test_conformance_vectors_slim(text: str) -> None:
+    data = text.encode("utf-8", "surrogatepass")
+    assert _lookups(data, slim=True) == _lookups(data)
+
+
+def test_mutated_documents_slim() -> None:
+    rng = random.Random(20261130)
+    base = json.dumps(
+        {**json.loads(_producer_text(6)), "x509": {"a": [1, {"b": '}, "'}]}, "z": [[], {}]}
+    )
+    for _ in range(1500):
+        text = list(base)
+        for _ in range(rng.randint(1, 3)):
+            at = rng.randrange(len(text))
+            how = rng.randrange(3)
+            if how == 0:
+                del text[at]
+            elif how == 1:
+                text.insert(at, rng.choice(_STRUCTURE))
+            else:
+                text[at] = rng.choice(_STRUCTURE)
+        _slim_same_as_whole("".join(text))
+
+
+def test_a_slim_bundle_keeps_no_unknown_member() -> None:
+    jwk = fresh_jwk()
+    doc = {
+        **document(**{ORDERS: {"keys": [dict(jwk, note=[1] * 50)], "comment": ["x"] * 50}}),
+        "x509_authorities": [{"pem": "y" * 100}] * 20,
+    }
+    slim = Bundle.parse(json.dumps(doc, indent=1), slim=True)
+    assert slim.extra == {}
+    assert slim.to_document()["identities"] == {ORDERS: {"keys": [jwk]}}
+    assert [k.kid for k in slim.keys_for(ORDERS)] == [jwk["kid"]]
