@@ -15,7 +15,8 @@ No rule lives here: clients call :meth:`Identity.token`, servers call
 - ``spiffile.integrations.flask``: ``Spiffile(app, identity)`` and the
   ``@require_caller(allow=...)`` decorator (``spiffile[flask]``).
 - ``spiffile.integrations.grpc``: call credentials and sync/asyncio server
-  interceptors with per-method rules (``spiffile[grpc]``).
+  interceptors with per-method rules; mutual TLS with X.509-SVIDs (server
+  credentials, peer interceptors, checked channels) (``spiffile[grpc]``).
 
 Rejections are answered coarsely and explained in the log: call
 :func:`log_rejections` once to see why a request got its 401 or 403.

@@ -180,6 +180,10 @@ class Deserialised:
         return data
 
 
+def broken(data: bytes) -> bytes:
+    raise ValueError("not a message")
+
+
 def sync_handlers() -> grpc.GenericRpcHandler:
     def invoice(request: bytes, context: grpc.ServicerContext) -> bytes:
         RUNS["Invoice"] += 1
@@ -213,6 +217,10 @@ def sync_handlers() -> grpc.GenericRpcHandler:
             "Upload": grpc.stream_unary_rpc_method_handler(upload),
             "Chat": grpc.stream_stream_rpc_method_handler(chat),
             "Serial": grpc.unary_unary_rpc_method_handler(serial),
+            "Broken": grpc.unary_unary_rpc_method_handler(plain, request_deserializer=broken),
+            "BrokenUpload": grpc.stream_unary_rpc_method_handler(
+                upload, request_deserializer=broken
+            ),
             "Refund": grpc.unary_unary_rpc_method_handler(plain),
             "Health": grpc.unary_unary_rpc_method_handler(plain),
             "Peek": grpc.unary_unary_rpc_method_handler(plain),
@@ -300,6 +308,21 @@ def test_refused_calls_never_reach_a_deserialiser_or_handler(world: World, addre
     assert (Deserialised.count, RUNS["Invoice"]) == (before + 1, runs + 1)
 
 
+@pytest.mark.parametrize(
+    ("kind", "method"), [("unary_unary", "Broken"), ("stream_unary", "BrokenUpload")]
+)
+def test_a_message_that_does_not_parse_is_an_internal_error(
+    world: World, address: str, kind: str, method: str
+) -> None:
+    """Parsed only once the peer passed, a bad message gets what grpcio itself answers."""
+    with secure_channel(world.identities["orders"], address, BILLING) as channel:
+        request: Any = b"x" if kind == "unary_unary" else iter([b"x"])
+        with pytest.raises(grpc.RpcError) as info:
+            rpc(channel, kind, method)(request, timeout=20)
+    error: Any = info.value
+    assert error.code() == grpc.StatusCode.INTERNAL
+
+
 def test_another_trust_domain_is_not_allowed(world: World, address: str) -> None:
     """A valid other.example SVID passes verification, then the rule (example.org) refuses it."""
     ghost = world.forge.leaf("grpc/ghost", world.other_ca, f"spiffe://{OTHER}/ghost")
@@ -373,6 +396,8 @@ def test_the_interceptor_alone_refuses_calls_without_tls(world: World) -> None:
             )
             # An exempt method still works, with no peer.
             assert rpc(channel, "unary_unary", "Health")(b"x", timeout=20) == b"-"
+            # An optional one too: no certificate, no peer, the call goes on.
+            assert rpc(channel, "unary_unary", "Peek")(b"x", timeout=20) == b"-"
 
 
 # -- what the client checks ------------------------------------------------------------------
