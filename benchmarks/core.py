@@ -160,7 +160,7 @@ def run(pool: KeyPool, settings: Settings, workdir: Path | None = None) -> list[
     receiver = Identity.from_dir(receiver_dir)
     receiver.verify(tokens[0])
     sender.token(AUDIENCE)
-    # The same two with push reload: a file is looked at at most every 50 ms.
+    # The same two with push reload (a file is looked at at most every 50 ms either way).
     sender_watched = Identity.from_dir(sender_dir).watch()
     receiver_watched = Identity.from_dir(receiver_dir).watch()
     sender_watched.token(AUDIENCE)
@@ -284,7 +284,7 @@ def _rows(samples: dict[str, list[float]]) -> list[Row]:
             "Identity.verify, token never seen, watch()",
             "raw_verify",
             Target("<=", 1.10),
-            note="with watch() a file is stat'ed at most every 50 ms, not on every call",
+            note="watch() serves a change once reported; looks stay one per 50 ms",
         ),
         row(
             "watched_verify_repeat",
@@ -304,8 +304,8 @@ def _rows(samples: dict[str, list[float]]) -> list[Row]:
             "identity_token_cached",
             "Identity.token, served from cache",
             "raw_sign",
-            Target("<=", 0.1),
-            note="a cache hit still stats the key file, so a rotated key is noticed at once",
+            Target("<=", 0.05),
+            note="the key file is looked at at most every 50 ms (PROFILE.md §7.2)",
         ),
         row(
             "watched_token_cached",

@@ -776,7 +776,7 @@ class Identity:
     def status(self) -> IdentityStatus:
         """Whether the key and bundle on disk are what is being served, and if the key is bound."""
         # check(), not get(): a status reports what is on disk now, even
-        # between the 50 ms re-checks of a watched view.
+        # between a view's looks (at most 50 ms apart, PROFILE.md §7.2).
         key = self._key_view.check()
         bundle = self._bundle_view.check()
         key_status, bundle_status = self._key_view.status(), self._bundle_view.status()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from spiffile.errors import (
     TokenUnavailableError,
     UnknownIdentityError,
 )
-from spiffile.files import atomic_write
+from spiffile.files import RECHECK_INTERVAL, atomic_write
 from spiffile.keys import generate_private_key, private_key_to_pem
 from spiffile.provision import add_service, init_root, service_env
 from spiffile.provision.x509 import make_authority, make_svid
@@ -87,6 +88,16 @@ class Helper:
         # spiffe-helper writes in place (truncate, then write), not by rename.
         with open(self.certs / name, "w") as handle:
             handle.write(text)
+
+    @staticmethod
+    def wait_out_the_bound() -> None:
+        """Let the 50 ms pass after which a consumer sees another process's write.
+
+        Sleeping at least the bound is enough whatever the machine's load:
+        the views time their looks with the same monotonic clock
+        (PROFILE.md §7.2).
+        """
+        time.sleep(RECHECK_INTERVAL)
 
     def standard(self, *, now: int = NOW) -> None:
         self.write_token("billing.token", self.token(["spiffe://example.org/billing"], now=now))
@@ -222,6 +233,7 @@ def test_a_rewritten_token_file_is_served_anew(helper: Helper) -> None:
     first = identity.token("mys3")
     later = helper.token(["mys3"], now=NOW + 150)
     helper.write_token("s3.token", later)
+    helper.wait_out_the_bound()
     clock.now = NOW + 151
     assert identity.token("mys3") == later != first
 
@@ -233,9 +245,11 @@ def test_a_half_written_token_file_is_never_served(helper: Helper) -> None:
     later = helper.token(["mys3"], now=NOW + 150)
     for cut in (0, 10, len(later) // 2, len(later) - 1):
         helper.write_token("s3.token", later[:cut])
+        helper.wait_out_the_bound()
         served = identity.token("mys3")
         assert served == first  # The last good token, never the torn one.
     helper.write_token("s3.token", later)
+    helper.wait_out_the_bound()
     assert identity.token("mys3") == later
 
 

@@ -262,6 +262,7 @@ def _exit_on_termination() -> Iterator[None]:
 
 
 def _run_demo(echo: Callable[[str], None], started: float) -> None:
+    from spiffile.files import RECHECK_INTERVAL
     from spiffile.keys import generate_private_key, load_private_key_pem
     from spiffile.provision import add_service, init_root, load_identity, rotate_service
     from spiffile.svid import mint
@@ -316,6 +317,8 @@ def _run_demo(echo: Callable[[str], None], started: float) -> None:
             old_key = load_private_key_pem((orders.directory / "key.pem").read_bytes())
             new_kid = rotate_service(root, "orders", keep_old=False)
             echo(f"   orders: kid {orders.kid} -> {new_kid}")
+            # The services look at their files at most every 50 ms (PROFILE.md §7.2).
+            time.sleep(RECHECK_INTERVAL)
             status, body = orders_calls_billing()
             _expect(echo, status, body, accept=True)
             if body.get("kid") != new_kid:

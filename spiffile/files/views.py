@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from typing import Final, Generic, TypeVar
 
 from spiffile.errors import SpiffileError
+from spiffile.files import safe as _safe
 from spiffile.files.safe import MAX_FILE_BYTES, read_file
 
 __all__ = [
     "INLINE_RELOAD_BYTES",
     "PUSHED_RECHECK",
+    "RECHECK_INTERVAL",
     "DirectoryView",
     "FileStamp",
     "FileStatus",
@@ -109,20 +111,25 @@ class FileStatus:
 #: is served the current value (PROFILE.md §7.2).  Smaller files load in the
 #: caller's call, in well under a millisecond.
 INLINE_RELOAD_BYTES: Final = 256 * 1024
-#: While a :class:`Watcher` refreshes a view, ``get()`` looks at the file
-#: itself at most this often (seconds): the bound on how stale a view can be
-#: if the watcher missed an event.  A change the watcher reports is served
-#: as soon as it is parsed.
-PUSHED_RECHECK: Final = 0.05
+#: ``get()`` looks at the file at most this often (seconds): the bound on how
+#: long a change on disk (a rotation, a revocation) goes unserved
+#: (PROFILE.md §7.2).  Within it a call costs a monotonic clock read instead
+#: of a ``stat`` (rows "Identity.verify, token verified before" and
+#: "Identity.token, served from cache").  A change a :class:`Watcher`
+#: reports is served as soon as it is parsed.
+RECHECK_INTERVAL: Final = 0.05
+#: The former name of :data:`RECHECK_INTERVAL`, when only watched views had it.
+PUSHED_RECHECK: Final = RECHECK_INTERVAL
 
 
 class FileView(Generic[T]):
     """A parsed view of one file that follows changes and survives bad ones.
 
-    ``get()`` costs one ``stat`` when nothing changed; while a
-    :class:`Watcher` refreshes the view, at most one per
-    :data:`PUSHED_RECHECK` (50 ms), so a change on disk is served at most
-    50 ms after it happened, and at once after the watcher reports it.  A change is any
+    ``get()`` looks at the file (one ``stat``) at most once per
+    :data:`RECHECK_INTERVAL` (50 ms) and otherwise serves what it holds, so a
+    change on disk is served at most 50 ms after it happened, on the first
+    call after that (PROFILE.md §7.2); with a :class:`Watcher` refreshing the
+    view, at once after the watcher reports it.  A change is any
     difference in (device, inode, size, mtime_ns, ctime_ns): that catches a
     replacement by rename (new inode), an in-place rewrite (size, mtime or
     ctime) and a rewrite that restores the old mtime (ctime cannot be set).
@@ -146,7 +153,7 @@ class FileView(Generic[T]):
 
         *accept(old, new)* may raise a :class:`SpiffileError` to refuse a new
         version (for example a bundle rollback); it is treated like a parse
-        failure.  *monotonic* times the re-checks while pushed (tests inject it).
+        failure.  *monotonic* times the looks (tests inject it).
         *wall_ns* is the clock a file's timestamps are compared with, once per
         read (the racy check); tests inject one that runs behind.
         """
@@ -172,7 +179,8 @@ class FileView(Generic[T]):
         self._monotonic = monotonic
         self._pushed = False
         self._loader: threading.Thread | None = None
-        self._recheck_at = 0.0
+        # (look again at this monotonic time, generation of _safe seen then)
+        self._fresh = (0.0, -1)
         st = os.stat(self._path)
         read_ns = wall_ns()
         raw = read_file(self._path)
@@ -186,48 +194,55 @@ class FileView(Generic[T]):
 
     @property
     def pushed(self) -> bool:
-        """Whether a watcher refreshes this view (``get()`` then stats at most every 50 ms)."""
+        """Whether a watcher refreshes this view (a change is then served once it reports it)."""
         return self._pushed
 
     @pushed.setter
     def pushed(self, value: bool) -> None:
-        self._recheck_at = 0.0
+        self._fresh = (0.0, -1)
         self._pushed = value
 
     def check(self) -> T:
-        """:meth:`get`, looking at the file now even while pushed (health and status paths)."""
-        self._recheck_at = 0.0
+        """:meth:`get`, looking at the file now, inside the 50 ms too (health and status paths)."""
+        self._fresh = (0.0, -1)
         return self.get()
 
     def get(self) -> T:
         """The current value: re-read only if the file changed, else the cached one."""
-        if self._pushed:
-            now = self._monotonic()
-            # A clock that jumped back (an injected one) re-checks at once.
-            if now < self._recheck_at <= now + PUSHED_RECHECK:
-                return self._value
-            self._recheck_at = now + PUSHED_RECHECK
+        now = self._monotonic()
+        written = _safe.generation
+        until, seen = self._fresh
+        # Within 50 ms of the last look, and with no write by this process
+        # since, the value held (PROFILE.md §7.2).  A clock that jumped back
+        # (an injected one) looks at once.
+        if now < until <= now + RECHECK_INTERVAL and written == seen:
+            return self._value
         try:
             st = os.stat(self._path)
         except OSError:
             stamp: FileStamp | None = None
         else:
-            # _stamp(st), inlined: this runs on every verify and token.
+            # _stamp(st), inlined: this runs on every look.
             stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-        if stamp == self._stamp_seen and not self._racy:
-            return self._value
-        if (
-            stamp == self._stamp_seen
-            and self._future_recheck is not None
-            and self._monotonic() < self._future_recheck
+        if stamp == self._stamp_seen and (
+            not self._racy or (self._future_recheck is not None and now < self._future_recheck)
         ):
+            self._fresh = (now + RECHECK_INTERVAL, written)
             return self._value
         if self._pushed and stamp is not None and stamp[2] > INLINE_RELOAD_BYTES:
             # Watched: a large file is loaded by a thread of its own, never
             # by a caller (the watcher may not have seen the change yet).
+            # The next call looks again.
             self._load_in_background()
             return self._value
-        return self._reload(stamp)
+        value = self._reload(stamp)
+        if stamp == self._stamp_seen:
+            # This very version is what the view holds now (loaded, or
+            # refused with the last good kept).  Not when another thread was
+            # still loading one: then the next call looks again.  One store,
+            # so the time and the generation always come from the same look.
+            self._fresh = (now + RECHECK_INTERVAL, written)
+        return value
 
     def _load_in_background(self) -> None:
         loader = self._loader

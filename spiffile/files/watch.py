@@ -17,9 +17,10 @@ _log = logging.getLogger("spiffile")
 class Watcher:
     """Push reload: refresh file views as soon as watchfiles reports a change.
 
-    While watched, a view stats its file at most every :data:`PUSHED_RECHECK`
-    (a backstop should an event be missed) instead of on every ``get``; the
-    watcher moves the stat, the parsing and the warnings off the request path.
+    A view looks at its file at most every :data:`RECHECK_INTERVAL` (50 ms)
+    whether watched or not; the watcher serves a change as soon as it is
+    reported, and moves the reading, the parsing and the warnings off the
+    request path.
     It watches the parent directories, because an atomic replace swaps the
     file's inode.
     """
@@ -78,8 +79,8 @@ class Watcher:
                     except Exception:
                         _log.exception("spiffile: a change notification failed")
         except (OSError, UnicodeError, RuntimeError) as exc:
-            # Push reload is an optimisation: every get() still checks the
-            # file, so losing the watch (a path watchfiles cannot encode, a
+            # Push reload is an optimisation: get() still looks at the file
+            # every 50 ms, so losing the watch (a path watchfiles cannot encode, a
             # directory that vanished) must not kill anything or go unsaid.
             _log.warning("spiffile: push reload stopped, files are checked on use: %s", exc)
             for view in self._views:
@@ -87,7 +88,7 @@ class Watcher:
                     view.pushed = False
 
     def close(self) -> None:
-        """Stop watching and wait for the thread to end; views stat on every get again."""
+        """Stop watching and wait for the thread to end; views keep their 50 ms looks."""
         self._stop.set()
         self._thread.join(timeout=5)
         for view in self._views:
