@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 
 from spiffile import provision
 from spiffile.errors import ConfigurationError
+from spiffile.files import RECHECK_INTERVAL
 from spiffile.identity import Identity
 from spiffile.integrations.mtls import (
     ENVIRON_KEY,
@@ -216,6 +217,7 @@ def test_gunicorn_serves_the_verified_peer_refuses_others_and_rotates(
         issue_svid(root, "billing", force=True)
         after = _leaf_der(root / "services" / "billing" / "svid.pem")
         assert after != before
+        time.sleep(RECHECK_INTERVAL)  # The worker, another process, looks every 50 ms.
         status, body, served = _get(port, orders)
         assert (status, body, served) == (200, f"spiffe://{TD}/orders", after)
 
