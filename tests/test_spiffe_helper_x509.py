@@ -25,6 +25,7 @@ from tokenforge import NOW
 
 from spiffile import Identity
 from spiffile.errors import ConfigurationError, TLSPeerRejectedError
+from spiffile.files import RECHECK_INTERVAL
 from spiffile.keys import generate_private_key, private_key_to_pem
 from spiffile.provision.x509 import make_authority, make_svid
 from spiffile.spiffe_helper import SpiffeHelperIdentity
@@ -182,6 +183,7 @@ def test_status_reports_the_certificate_and_follows_the_helpers_renewal(
     # The helper renews billing's SVID later (a later validity window), in place.
     renewed = helpers["billing"].write_svid(time.time() + 30)
     assert renewed.serial_number != first.serial_number
+    time.sleep(RECHECK_INTERVAL)  # The helper is another process: seen within 50 ms.
     server_saw, _, leaf = _handshake(server, client)
     assert server_saw == SpiffeId.parse(f"spiffe://{TD}/orders")
     assert leaf == renewed.public_bytes(serialization.Encoding.DER)
