@@ -19,6 +19,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -116,6 +117,18 @@ def _parse_bundle(data: bytes) -> Bundle:
     # (PROFILE.md §7.2).  Slim: a verifier keeps only what it reads, so
     # members it ignores cannot make it hold memory (PROFILE.md §4.5).
     return Bundle.parse(data, pause=give_way, slim=True)
+
+
+@lru_cache(maxsize=256)
+def _check_audience(text: str) -> None:
+    """Raise :class:`InvalidSpiffeIdError` unless *text* is a SPIFFE ID.
+
+    Remembered for the audiences a process mints for, so a token minted
+    without the cache (``token_cache_size=0``, a cache miss) does not parse
+    the same ID again (2 us, row "Identity.token, cache miss"); failures
+    raise and are not remembered.
+    """
+    SpiffeId.parse(text)
 
 
 def _parse_id_file(text: str, path: str | os.PathLike[str]) -> SpiffeId:
@@ -258,15 +271,30 @@ def _find_x509(
 class _Verified:
     """A token this identity verified: what every later call must still check."""
 
-    __slots__ = ("audiences", "bundle", "caller", "expires", "issued", "issuer", "not_before")
+    __slots__ = (
+        "audiences",
+        "bundle",
+        "claims",
+        "expires",
+        "id",
+        "issued",
+        "issuer",
+        "not_before",
+        "trust",
+    )
 
     def __init__(self, bundle: Bundle, caller: Caller) -> None:
-        claims = caller.claims
+        # A copy of the claims: a caller that edits its mapping must not
+        # change what the next request sees (each hit hands out a copy too).
+        claims = dict(caller.claims)
         audience = claims.get("aud")
         self.bundle = bundle
-        self.caller = caller
-        self.audiences = (
-            frozenset((audience,)) if isinstance(audience, str) else frozenset(audience or ())
+        self.id = caller.id
+        self.claims = claims
+        self.trust = caller.trust
+        # A tuple: one audience (the profile's), or a SPIFFE token's few.
+        self.audiences: tuple[object, ...] = (
+            (audience,) if isinstance(audience, str) else tuple(audience or ())
         )
         # svid.verify accepted these as NumericDates (integers) or absent.
         self.expires: int = claims["exp"]
@@ -351,9 +379,11 @@ class _VerifiedTokens:
             if token in self._protected:
                 self._protected[token] = entry
                 return
-            self._probation[token] = entry
-            self._probation.move_to_end(token)
-            self._trim()
+            probation = self._probation
+            probation[token] = entry
+            probation.move_to_end(token)
+            if len(probation) > self._probation_cap:
+                probation.popitem(last=False)  # One in, at most one out.
 
     def clear(self) -> None:
         with self._lock:
@@ -595,7 +625,8 @@ class Identity:
         if cached is not None:
             token, issued, reuse_until, kid = cached
             if kid == key.kid and issued <= now < reuse_until:
-                self._metrics.token_cache_hit()
+                if self._metrics is not NO_METRICS:
+                    self._metrics.token_cache_hit()
                 return token
         if type(ttl) is not int or ttl <= 0:
             raise ValueError("ttl must be a positive integer number of seconds")
@@ -609,15 +640,17 @@ class Identity:
         if cached is None:
             # A typo in the audience is an error, not a dud token.  (An
             # audience with a cache entry was parsed when it was minted.)
-            SpiffeId.parse(audience_text)
+            _check_audience(audience_text)
         token = svid.mint(key.private_key, key.kid, self._id_text, audience_text, now=now, ttl=ttl)
-        self._metrics.token_minted()
-        issued = int(now)
-        with self._cache_lock:
-            self._cache[cache_key] = (token, issued, issued + ttl * _REUSE_FRACTION, key.kid)
-            self._cache.move_to_end(cache_key)
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+        if self._metrics is not NO_METRICS:
+            self._metrics.token_minted()
+        if self._cache_size > 0:
+            issued = int(now)
+            with self._cache_lock:
+                self._cache[cache_key] = (token, issued, issued + ttl * _REUSE_FRACTION, key.kid)
+                self._cache.move_to_end(cache_key)
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
         return token
 
     def _token_with_claims(
@@ -668,16 +701,18 @@ class Identity:
         when given, must equal the token's ``iss``.  A caller from another
         trust domain is checked against its document in the trust directory.
         """
-        lifetime = self._max_lifetime if max_lifetime is Configured.VALUE else max_lifetime
-        verified = self._verified if self._federated is None else None
+        if leeway is Configured.VALUE:
+            leeway = self._leeway
+        if max_lifetime is Configured.VALUE:
+            max_lifetime = self._max_lifetime
+        expected = self._id_text if audience is None else audience
+        now = self._clock()
+        verified = self._verified
         bundle: Bundle | None = None
-        if verified is None:
-            trust: TrustSource = (
-                self._bundle_view.get() if self._federated is None else self._federated
-            )
-        else:
+        trust: TrustSource
+        if self._federated is None:
             trust = bundle = self._bundle_view.get()
-            if type(token) is str:
+            if verified is not None and type(token) is str:
                 # A token verified before against this very bundle object:
                 # any reload (a revoked key, a rotation) is a new object, so
                 # the entry no longer applies.  Audience, times and issuer
@@ -688,26 +723,27 @@ class Identity:
                     and entry.bundle is bundle
                     and (issuer is None or entry.issuer == issuer)
                     and entry.still_valid(
-                        self._id_text if audience is None else str(audience),
-                        self._clock(),
-                        self._leeway if leeway is Configured.VALUE else leeway,
-                        lifetime,
+                        expected if isinstance(expected, str) else str(expected),
+                        now,
+                        leeway,
+                        max_lifetime,
                     )
                 ):
-                    self._metrics.verification(VERIFIED)
-                    cached = entry.caller
-                    # A copy of the claims: a caller that edits its mapping
-                    # must not change what the next request sees.
-                    return Caller(cached.id, dict(cached.claims), cached.trust)
+                    if self._metrics is not NO_METRICS:
+                        self._metrics.verification(VERIFIED)
+                    return Caller(entry.id, dict(entry.claims), entry.trust)
+        else:
+            trust = self._federated
+            verified = None
         try:
             try:
                 caller = svid.verify(
                     token,
                     trust,
-                    audience=self._id_text if audience is None else audience,
-                    now=self._clock(),
-                    leeway=self._leeway if leeway is Configured.VALUE else leeway,
-                    max_lifetime=lifetime,
+                    audience=expected,
+                    now=now,
+                    leeway=leeway,
+                    max_lifetime=max_lifetime,
                     issuer=issuer,
                 )
             except (UnknownIdentityError, SignatureError):
@@ -731,10 +767,10 @@ class Identity:
                 caller = svid.verify(
                     token,
                     latest if self._federated is None else self._federated,
-                    audience=self._id_text if audience is None else audience,
+                    audience=expected,
                     now=self._clock(),
-                    leeway=self._leeway if leeway is Configured.VALUE else leeway,
-                    max_lifetime=lifetime,
+                    leeway=leeway,
+                    max_lifetime=max_lifetime,
                     issuer=issuer,
                 )
         except SpiffileError as exc:
@@ -746,9 +782,9 @@ class Identity:
             and type(token) is str
             and len(token) <= _MAX_CACHED_TOKEN
         ):
-            kept = Caller(caller.id, dict(caller.claims), caller.trust)
-            verified.add(token, _Verified(bundle, kept))
-        self._metrics.verification(VERIFIED)
+            verified.add(token, _Verified(bundle, caller))
+        if self._metrics is not NO_METRICS:
+            self._metrics.verification(VERIFIED)
         return caller
 
     @property
