@@ -42,15 +42,19 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 )
 
 __all__ = [
+    "DeferredFloat",
     "WireError",
     "b64url_decode",
     "b64url_encode",
     "der_to_raw",
+    "json_prefix",
     "json_string",
     "loads_claims",
     "loads_object",
     "raw_to_der",
+    "resolve_floats",
     "too_nested",
+    "type_name",
 ]
 
 
@@ -162,6 +166,32 @@ def _token_float(text: str) -> float:
     return float(text)
 
 
+class DeferredFloat:
+    """A JSON number with a fraction or exponent, kept as its text until the token is trusted.
+
+    Converting such a number exactly costs up to 1 us near the subnormal
+    range (``strtod``'s exact rounding), 20 times an integer's: a hostile
+    token of 61 of them cost 1.7 valid verifications to refuse (row "reject:
+    long floats at the caps, ':'").  The verify path parses with floats
+    deferred and converts them (:func:`resolve_floats`) only once the
+    signature holds; an error shows them (:func:`json_prefix`,
+    :func:`type_name`) as the float they stand for.  The profile's own
+    claims never hold one that is accepted: a NumericDate is an integer
+    (PROFILE.md §5.2).
+    """
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def _deferred_float(text: str) -> DeferredFloat:
+    if len(text) > MAX_JSON_NUMBER:
+        raise WireError(f"holds a number longer than {MAX_JSON_NUMBER} characters")
+    return DeferredFloat(text)
+
+
 _strict: Final = json.JSONDecoder(
     parse_constant=_reject_constant, object_pairs_hook=_unique_members
 )
@@ -171,20 +201,33 @@ _strict_token: Final = json.JSONDecoder(
     parse_int=_token_int,
     parse_float=_token_float,
 )
-# The C scanner of a token decoder without the duplicate hook (``scan_once``
-# is set in __init__).
+_strict_deferred: Final = json.JSONDecoder(
+    parse_constant=_reject_constant,
+    object_pairs_hook=_unique_members,
+    parse_int=_token_int,
+    parse_float=_deferred_float,
+)
+# The C scanners of the token decoders without the duplicate hook
+# (``scan_once`` is set in __init__).
 _scan_plain: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder(
     parse_constant=_reject_constant, parse_int=_token_int, parse_float=_token_float
 ).scan_once  # type: ignore[attr-defined]
+_scan_deferred: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder(
+    parse_constant=_reject_constant, parse_int=_token_int, parse_float=_deferred_float
+).scan_once  # type: ignore[attr-defined]
 
 
-def loads_object(text: str | bytes, *, cap_nesting: bool = True) -> dict[str, Any]:
+def loads_object(
+    text: str | bytes, *, cap_nesting: bool = True, defer_floats: bool = False
+) -> dict[str, Any]:
     """Strict JSON object: UTF-8, no NaN/Infinity, no duplicate members, no trailing data.
 
     With *cap_nesting* (tokens), more than :data:`MAX_JSON_OPENERS` openers
     or :data:`MAX_JSON_SEPARATORS` separators are refused before parsing, and
     a number longer than :data:`MAX_JSON_NUMBER` as it is met; documents
-    (bundles) pass ``False`` and rely on their size cap.
+    (bundles) pass ``False`` and rely on their size cap.  With
+    *defer_floats* (tokens only), a number with a fraction or exponent is a
+    :class:`DeferredFloat`.
     """
     try:
         decoded = text.decode("utf-8") if isinstance(text, bytes) else text
@@ -194,8 +237,15 @@ def loads_object(text: str | bytes, *, cap_nesting: bool = True) -> dict[str, An
         refused = _over_cap(decoded)
         if refused is not None:
             raise WireError(refused)
+    return _decode_object(
+        decoded,
+        (_strict_deferred if defer_floats else _strict_token) if cap_nesting else _strict,
+    )
+
+
+def _decode_object(text: str, decoder: json.JSONDecoder) -> dict[str, Any]:
     try:
-        value = (_strict_token if cap_nesting else _strict).decode(decoded)
+        value = decoder.decode(text)
     except RecursionError:
         raise WireError("is nested too deeply") from None
     except WireError:
@@ -207,7 +257,7 @@ def loads_object(text: str | bytes, *, cap_nesting: bool = True) -> dict[str, An
     return value
 
 
-def loads_claims(data: bytes) -> dict[str, Any]:
+def loads_claims(data: bytes, *, defer_floats: bool = False) -> dict[str, Any]:
     """:func:`loads_object` for a token payload, with a fast path for the common shape.
 
     The fast path parses with the C scanner and no hook, then proves there
@@ -219,7 +269,8 @@ def loads_claims(data: bytes) -> dict[str, Any]:
     path is taken only when the text already looks like one flat object whose
     count will hold (one ``{``, no ``[``, as many ``:`` as ``,`` plus one), so
     any other text is parsed once, by the strict decoder; the result or error
-    is the same as :func:`loads_object`'s (``tests/test_wire.py``).
+    is the same as :func:`loads_object`'s (``tests/test_wire.py``).  The
+    counts before parsing are taken once, whichever path parses.
     """
     try:
         text = data.decode("utf-8")
@@ -236,7 +287,7 @@ def loads_claims(data: bytes) -> dict[str, Any]:
         and colons == text.count(",") + 1
     ):
         try:
-            value, end = _scan_plain(text, 0)
+            value, end = (_scan_deferred if defer_floats else _scan_plain)(text, 0)
         except RecursionError:  # pragma: no cover - one '{' and no '['
             raise WireError("is nested too deeply") from None
         except WireError:
@@ -251,7 +302,106 @@ def loads_claims(data: bytes) -> dict[str, Any]:
             return value  # type: ignore[no-any-return]
         # A repeated member, or ':' and ',' inside strings in equal numbers:
         # the strict parse says which (at most 129 values, by the caps).
-    return loads_object(text)
+    return _decode_object(text, _strict_deferred if defer_floats else _strict_token)
+
+
+def resolve_floats(claims: dict[str, Any]) -> dict[str, Any]:
+    """*claims* with every :class:`DeferredFloat` converted to its float, in place.
+
+    The usual claims (strings and integers) are only looked at; anything
+    else is walked (at most 64 levels deep, by the opener cap).
+    """
+    for value in claims.values():
+        kind = type(value)
+        if kind is not str and kind is not int:
+            _resolve(claims)
+            break
+    return claims
+
+
+def _resolve(container: dict[str, Any] | list[Any]) -> None:
+    items = container.items() if isinstance(container, dict) else enumerate(container)
+    for key, value in items:
+        kind = type(value)
+        if kind is DeferredFloat:
+            container[key] = float(value.text)  # type: ignore[index]
+        elif kind is dict or kind is list:
+            _resolve(value)
+
+
+def type_name(value: object) -> str:
+    """The JSON-parsed type's name an error shows: a deferred float is a ``float``."""
+    return "float" if type(value) is DeferredFloat else type(value).__name__
+
+
+class _PrefixFullError(Exception):
+    """Raised inside :func:`json_prefix` once the prefix is long enough."""
+
+
+def _float_text(value: float) -> str:
+    # What json.dumps writes for a float (allow_nan, as by default).
+    if value != value:
+        return "NaN"
+    if value in (float("inf"), float("-inf")):
+        return "Infinity" if value > 0 else "-Infinity"
+    return float.__repr__(value)
+
+
+def json_prefix(value: Any, limit: int) -> str:
+    """``json.dumps(value)[:limit]`` for a value a token parse returned, deferred floats included.
+
+    Written as it goes and stopped once *limit* characters are there, so a
+    long hostile value costs no more than its start: a string is encoded
+    from its first *limit* characters, and a float is converted only when
+    it is reached.
+    """
+    parts: list[str] = []
+    room = [limit]
+
+    def emit(text: str) -> None:
+        parts.append(text)
+        room[0] -= len(text)
+        if room[0] < 0:
+            raise _PrefixFullError
+
+    def write(item: Any) -> None:
+        kind = type(item)
+        if kind is str:
+            emit(json_string(item if len(item) <= limit else item[:limit]))
+        elif item is None:
+            emit("null")
+        elif item is True:
+            emit("true")
+        elif item is False:
+            emit("false")
+        elif kind is int:
+            emit(int.__repr__(item))
+        elif kind is float:
+            emit(_float_text(item))
+        elif kind is DeferredFloat:
+            emit(_float_text(float(item.text)))
+        elif kind is list:
+            emit("[")
+            for index, element in enumerate(item):
+                if index:
+                    emit(", ")
+                write(element)
+            emit("]")
+        elif kind is dict:
+            emit("{")
+            for index, (key, element) in enumerate(item.items()):
+                name = json_string(key if len(key) <= limit else key[:limit])
+                emit(f", {name}: " if index else f"{name}: ")
+                write(element)
+            emit("}")
+        else:
+            raise TypeError(f"not a parsed JSON value: {kind.__name__}")
+
+    try:
+        write(value)
+    except _PrefixFullError:
+        pass
+    return "".join(parts)[:limit]
 
 
 # -- ECDSA signatures: JWS raw r||s (RFC 7518 §3.4) and DER (what cryptography uses) ---

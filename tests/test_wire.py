@@ -213,3 +213,80 @@ def test_token_values_and_numbers_are_capped(text: str, refused: bool) -> None:
             assert parse(text.encode()) == json.loads(text)
     # Documents (bundles) keep only their size cap.
     assert _wire.loads_object(text, cap_nesting=False) == json.loads(text)
+
+
+# -- deferred floats: the verify path's parse, resolved, is the eager parse ------------
+
+_float_texts = st.sampled_from(
+    ["1.5", "-0.0", "1e400", "-1e400", "2.5E-3", "1.9999999999999999e-300", "4e-324", "0.1"]
+) | st.floats(allow_nan=False, allow_infinity=False).map(repr)
+
+
+def _typed(value: Any) -> str:
+    """A text that tells 1 from 1.0 and keeps member order: json.dumps, floats by repr."""
+    return json.dumps(value)
+
+
+@settings(max_examples=800)
+@given(
+    st.lists(
+        st.sampled_from(['{"a":', '{"b":', "[", "]", "}", ",", ":", '"x:y"', '"spiffe://t/x"'])
+        | _float_texts
+        | st.sampled_from(["1", "-7", "true", "null", '"s"']),
+        max_size=24,
+    ).map("".join)
+)
+def test_deferred_floats_resolve_to_the_eager_result(text: str) -> None:
+    """Same value (types included) or the same refusal, for claims and for headers."""
+    data = text.encode()
+    for eager, deferred in (
+        (_wire.loads_claims, lambda d: _wire.loads_claims(d, defer_floats=True)),
+        (_wire.loads_object, lambda d: _wire.loads_object(d, defer_floats=True)),
+    ):
+        expected = _outcome(eager, data)
+        got = _outcome(deferred, data)
+        if expected[0] == "ok":
+            assert got[0] == "ok"
+            assert _typed(_wire.resolve_floats(got[1])) == _typed(expected[1])
+        else:
+            assert got == expected
+
+
+def test_deferred_floats_stay_text_until_resolved() -> None:
+    claims = _wire.loads_claims(
+        b'{"sub":"s","f":1.9999999999999999e-300,"g":[2.5,{"h":1e400}],"i":1}', defer_floats=True
+    )
+    assert (
+        type(claims["f"]) is _wire.DeferredFloat and claims["f"].text == "1.9999999999999999e-300"
+    )
+    assert _wire.type_name(claims["f"]) == "float" and _wire.type_name(claims["i"]) == "int"
+    resolved = _wire.resolve_floats(claims)
+    assert resolved is claims
+    assert claims == {"sub": "s", "f": 2e-300, "g": [2.5, {"h": float("inf")}], "i": 1}
+
+
+_show_values = st.recursive(
+    _json_scalars | st.floats(allow_nan=False) | st.text(min_size=150, max_size=300),
+    lambda children: (
+        st.lists(children, max_size=6) | st.dictionaries(st.text(max_size=60), children, max_size=4)
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=800)
+@given(_show_values, st.integers(0, 220))
+def test_json_prefix_is_a_prefix_of_json_dumps(value: Any, limit: int) -> None:
+    assert _wire.json_prefix(value, limit) == json.dumps(value)[:limit]
+
+
+@settings(max_examples=300)
+@given(_show_values, st.integers(0, 220))
+def test_json_prefix_shows_deferred_floats_as_their_floats(value: Any, limit: int) -> None:
+    text = json.dumps({"v": value}, allow_nan=True)
+    assume(_wire.too_nested(text) is False and "Infinity" not in text)
+    try:
+        deferred = _wire.loads_object(text, defer_floats=True)
+    except _wire.WireError:
+        return  # A number over the length cap: refused either way.
+    assert _wire.json_prefix(deferred["v"], limit) == json.dumps(json.loads(text)["v"])[:limit]

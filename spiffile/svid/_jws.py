@@ -84,29 +84,38 @@ def decode_segment(data: bytes) -> bytes:
         raise MalformedTokenError(f"a token segment {exc}") from None
 
 
-def decode_json(data: bytes, what: str) -> dict[str, Any]:
-    """The decoded header or payload (*what*) as a strict JSON object (PROFILE.md §5.4)."""
+def decode_json(data: bytes, what: str, *, defer_floats: bool = False) -> dict[str, Any]:
+    """The decoded header or payload (*what*) as a strict JSON object (PROFILE.md §5.4).
+
+    *defer_floats*: numbers with a fraction or exponent stay
+    :class:`~spiffile._wire.DeferredFloat` (the verify path, until the
+    signature holds).
+    """
     try:
         if what == "payload":
-            return _wire.loads_claims(data)
-        return _wire.loads_object(data)
+            return _wire.loads_claims(data, defer_floats=defer_floats)
+        return _wire.loads_object(data, defer_floats=defer_floats)
     except _wire.WireError as exc:
         raise MalformedTokenError(f"the {what} {exc}") from None
 
 
-def parse(token: str, seen: Seen | None = None) -> tuple[str, dict[str, Any], bytes, bytes]:
+def parse(
+    token: str, seen: Seen | None = None, *, defer_floats: bool = False
+) -> tuple[str, dict[str, Any], bytes, bytes]:
     """Split and decode a compact ES256 JWS once: ``(kid, claims, signing input, DER signature)``.
 
     Checks in the profile's order (PROFILE.md §6.1), each failure a
     :class:`MalformedTokenError` or the header's own errors: the compact
     shape, the header, the payload, then the signature's encoding and length.
     *seen*, when given, records the ``kid`` and the claims as they are read.
+    With *defer_floats* the claims may hold
+    :class:`~spiffile._wire.DeferredFloat` (:func:`~spiffile._wire.resolve_floats`).
     """
     header, payload, signature = split_compact(token)
     kid = _header_kid(header)
     if seen is not None:
         seen.kid = kid
-    claims = decode_json(decode_segment(payload), "payload")
+    claims = decode_json(decode_segment(payload), "payload", defer_floats=defer_floats)
     if seen is not None:
         seen.claims = claims
     raw_signature = decode_segment(signature)
@@ -121,15 +130,16 @@ def _header_kid(segment: bytes) -> str:
     """Validate an encoded header; return its ``kid``.
 
     Cached: a verifier sees the same few headers (one per sender key) again
-    and again.  Failures raise and are not cached.
+    and again.  Failures raise and are not cached.  Floats stay deferred: a
+    header that holds one is refused, and never needs its value.
     """
-    return _check_header(decode_json(decode_segment(segment), "header"))
+    return _check_header(decode_json(decode_segment(segment), "header", defer_floats=True))
 
 
 def _check_header(header: dict[str, Any]) -> str:
     if header.get("alg") != "ES256":
         alg = header.get("alg")
-        shown = alg[:20] if isinstance(alg, str) else type(alg).__name__
+        shown = alg[:20] if isinstance(alg, str) else _wire.type_name(alg)
         raise AlgorithmError(f"algorithm {shown!r} is not allowed; the profile allows ES256 only")
     unknown = header.keys() - _HEADER_MEMBERS
     if unknown:

@@ -45,7 +45,7 @@ def check_header(header: dict[str, Any]) -> tuple[str, str]:
     """``(alg, kid)`` of a header under JWT-SVID §3, or the header's own error."""
     alg = header.get("alg")
     if not isinstance(alg, str) or alg not in JWT_SVID_ALGORITHMS:
-        shown = quote(alg, 20) if isinstance(alg, str) else type(alg).__name__
+        shown = quote(alg, 20) if isinstance(alg, str) else _wire.type_name(alg)
         raise AlgorithmError(
             f"algorithm {shown} is not allowed; JWT-SVIDs use RS, ES or PS 256/384/512"
         )
@@ -67,24 +67,25 @@ def _header(segment: bytes) -> tuple[str, str]:
     """``(alg, kid)`` of an encoded header, cached: a verifier meets the same few
     headers (one per authority) again and again.  Failures raise and are not cached.
     """
-    return check_header(_jws.decode_json(_jws.decode_segment(segment), "header"))
+    return check_header(_jws.decode_json(_jws.decode_segment(segment), "header", defer_floats=True))
 
 
 def parse(
-    token: str, seen: _jws.Seen | None = None
+    token: str, seen: _jws.Seen | None = None, *, defer_floats: bool = False
 ) -> tuple[str, str, dict[str, Any], bytes, bytes]:
     """Split and decode once: ``(alg, kid, claims, signing input, raw signature)``.
 
     The same order as the profile's parse: the compact shape, then the
     header, then the payload and the signature's encoding.  The signature's
     length is checked against the key in :func:`verify_signature`.  *seen*,
-    when given, records the ``kid`` and the claims as they are read.
+    when given, records the ``kid`` and the claims as they are read.  With
+    *defer_floats*, as :func:`spiffile.svid._jws.parse`.
     """
     header, payload, signature = _jws.split_compact(token)
     alg, kid = _header(header)
     if seen is not None:
         seen.kid = kid
-    claims = _jws.decode_json(_jws.decode_segment(payload), "payload")
+    claims = _jws.decode_json(_jws.decode_segment(payload), "payload", defer_floats=defer_floats)
     if seen is not None:
         seen.claims = claims
     raw_signature = _jws.decode_segment(signature)

@@ -67,8 +67,6 @@ _RESERVED_CLAIMS: Final = frozenset(("sub", "aud", "exp", "iat"))
 _MAX_FIELD: Final = 200
 # What json.dumps(claims, separators=(",", ":")) uses, built once rather than per token.
 _CLAIMS_ENCODER: Final = json.JSONEncoder(separators=(",", ":"))
-# What json.dumps uses by default: a claimed ``aud`` array is shown as json.dumps writes it.
-_SHOW_ENCODER: Final = json.JSONEncoder()
 
 
 def _numeric_date(claims: Mapping[str, Any], name: str) -> int | None:
@@ -155,30 +153,11 @@ def _explain(
     if isinstance(token_audience, str):
         exc.audience = token_audience[:_MAX_FIELD]
     elif isinstance(token_audience, list):
-        exc.audience = _json_prefix(token_audience)
+        exc.audience = _wire.json_prefix(token_audience, _MAX_FIELD)
     for name, attribute in (("exp", "expires"), ("iat", "issued_at"), ("nbf", "not_before")):
         value = claims.get(name)
         if type(value) is int and 0 <= value <= MAX_NUMERIC_DATE:
             setattr(exc, attribute, value)
-
-
-def _json_prefix(values: list[Any]) -> str:
-    """The first :data:`_MAX_FIELD` characters of a parsed array's JSON text.
-
-    Items are encoded one by one until the text is long enough, so a long
-    hostile array costs no more than its first items.
-    """
-    text = "["
-    for index, value in enumerate(values):
-        if len(text) > _MAX_FIELD:
-            break
-        try:
-            text += (", " if index else "") + _SHOW_ENCODER.encode(value)
-        except (TypeError, ValueError):  # pragma: no cover - parsed JSON re-encodes
-            return text[:_MAX_FIELD]
-    else:
-        text += "]"
-    return text[:_MAX_FIELD]
 
 
 def _verify(
@@ -200,7 +179,8 @@ def _verify(
         return _verify_source(token, bundle, audience, now, leeway, max_lifetime, issuer, seen)
 
     # Step 1: header and claims (the compact form split and decoded once).
-    kid, claims, signing_input, der = _jws.parse(token, seen)
+    # Floats deferred until the signature holds (_wire.DeferredFloat).
+    kid, claims, signing_input, der = _jws.parse(token, seen, defer_floats=True)
     subject = claims.get("sub")
     if not isinstance(subject, str):
         raise ClaimsError("claim 'sub' is missing or not a string")
@@ -248,7 +228,7 @@ def _verify(
     _check_times(claims, expires, issued, not_before, now, leeway, max_lifetime, issuer)
 
     # Step 5: the verified subject is the caller.
-    return Caller(entry.id, claims)
+    return Caller(entry.id, _wire.resolve_floats(claims))
 
 
 def _optional_dates(claims: Mapping[str, Any]) -> tuple[int | None, int | None]:
@@ -306,7 +286,7 @@ def _verify_source(
     bundle narrows that to ES256 and a single-string ``aud`` (profile v0).
     Either way one token costs at most two signature checks.
     """
-    alg, kid, claims, signing_input, signature = _standard.parse(token, seen)
+    alg, kid, claims, signing_input, signature = _standard.parse(token, seen, defer_floats=True)
     subject = claims.get("sub")
     if not isinstance(subject, str):
         raise ClaimsError("claim 'sub' is missing or not a string")
@@ -339,7 +319,7 @@ def _verify_source(
         if expected not in audiences:
             raise AudienceError("the token is for another audience")
         _check_times(claims, expires, *_optional_dates(claims), now, leeway, max_lifetime, issuer)
-        return Caller(subject_id, claims, TrustKind.SPIFFE)
+        return Caller(subject_id, _wire.resolve_floats(claims), TrustKind.SPIFFE)
 
     # A spiffile bundle: every rule of profile v0 (PROFILE.md §6.1).
     if alg != "ES256":
@@ -361,7 +341,7 @@ def _verify_source(
     if token_audience != expected:
         raise AudienceError("the token is for another audience")
     _check_times(claims, expires, *_optional_dates(claims), now, leeway, max_lifetime, issuer)
-    return Caller(entry.id, claims, TrustKind.SPIFFILE)
+    return Caller(entry.id, _wire.resolve_floats(claims), TrustKind.SPIFFILE)
 
 
 def mint(
