@@ -30,6 +30,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from spiffile import Identity
+from spiffile.files import RECHECK_INTERVAL
 from spiffile.integrations.mtls import requests_session
 from spiffile.provision import add_service, init_root, open_root, service_env
 from spiffile.provision.x509 import enable_x509
@@ -99,6 +100,7 @@ def main(root_path: str, logs: Path, exec_renews: bool) -> int:
         while on_disk(root.path) == before and time.monotonic() < deadline:
             time.sleep(0.1)  # spiffile exec renews at half the SVID's lifetime.
         renewed = on_disk(root.path)
+        time.sleep(RECHECK_INTERVAL)  # billing looks at its files every 50 ms (PROFILE.md §7.2).
         now_presented = presented(port, context)
         fresh = renewed != before and now_presented in (renewed, on_disk(root.path))
         print(f"billing presents its renewed SVID without a restart: {fresh}")
