@@ -17,14 +17,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks import core, e2e, gil, legacy, load, plots, startup
+from benchmarks import core, e2e, gil, legacy, load, middleware, plots, startup
 from benchmarks._fixtures import KeyPool, bundle_bytes
 from benchmarks._report import Row, document, format_table
 from benchmarks.core import Settings
 
 __all__ = ["main"]
 
-SUITES = ("core", "load", "startup", "gil", "e2e", "legacy")
+SUITES = ("core", "middleware", "load", "startup", "gil", "e2e", "legacy")
 
 
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -76,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"running {suite} ...", file=sys.stderr, flush=True)
             if suite == "core":
                 rows += core.run(pool, settings, workdir)
+            elif suite == "middleware":
+                rows += middleware.run(pool, settings, workdir)
             elif suite == "load":
                 rows += load.run(pool, settings, workdir)
             elif suite == "startup":

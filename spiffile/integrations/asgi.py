@@ -47,8 +47,17 @@ from typing import TYPE_CHECKING, Any, Final
 
 from spiffile import authorize
 from spiffile.caller import Caller
-from spiffile.integrations._bearer import CALLER_KEY, Rejection, admit, parse_audience
-from spiffile.integrations._rules import Rules
+from spiffile.errors import SpiffileError
+from spiffile.integrations._bearer import (
+    CALLER_KEY,
+    Rejection,
+    admit,
+    canonical_bearer,
+    check_caller,
+    parse_audience,
+    refuse,
+)
+from spiffile.integrations._rules import Access, Rules
 from spiffile.spiffe_id import SpiffeId
 
 if TYPE_CHECKING:
@@ -87,6 +96,7 @@ STATE_KEY: Final = "spiffile_caller"
 IDENTITY_KEY: Final = "spiffile.identity"
 #: The close code of a refused websocket handshake (RFC 6455 §7.4.1).
 POLICY_VIOLATION: Final = 1008
+_AUTHORIZATION: Final = b"authorization"
 
 
 class SpiffileMiddleware:
@@ -124,36 +134,64 @@ class SpiffileMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind not in ("http", "websocket"):
+        if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
         path = scope.get("path", "")
         scope[IDENTITY_KEY] = self.identity
-        authorization = [
-            value.decode("latin-1")
-            for name, value in scope.get("headers", ())
-            if name.lower() == b"authorization"
-        ]
-        result = admit(
-            self.identity,
-            authorization,
-            self.rules.match(path),
-            audience=self.audience,
-            method=scope.get("method", "WEBSOCKET"),
-            path=path,
-        )
-        if isinstance(result, Rejection):
+        rule = self.rules.match(path)
+        if rule.access is Access.EXEMPT:
+            await self.app(scope, receive, send)
+            return
+        # One pass over the headers, building nothing: names as servers hand
+        # them over (lower case) compare equal at once; any other spelling
+        # is lower-cased first (ASGI does not require lower-case names).
+        header: bytes | None = None
+        several = False
+        for name, value in scope.get("headers", ()):
+            if name == _AUTHORIZATION or (len(name) == 13 and name.lower() == _AUTHORIZATION):
+                several = header is not None
+                header = value
+                if several:
+                    break
+        token = None if header is None or several else canonical_bearer(header.decode("latin-1"))
+        result: Caller | Rejection | None
+        if token is not None:
+            # The form every client sends, once: what admit() does with it.
+            try:
+                caller = self.identity.verify(token, self.audience)
+            except SpiffileError as exc:
+                result = refuse(exc, method=scope.get("method", "WEBSOCKET"), path=path)
+            else:
+                result = check_caller(
+                    caller, rule, method=scope.get("method", "WEBSOCKET"), path=path
+                )
+        else:
+            result = admit(
+                self.identity,
+                [
+                    value.decode("latin-1")
+                    for name, value in scope.get("headers", ())
+                    if name.lower() == _AUTHORIZATION
+                ],
+                rule,
+                audience=self.audience,
+                method=scope.get("method", "WEBSOCKET"),
+                path=path,
+            )
+        if result is None:
+            await self.app(scope, receive, send)
+        elif type(result) is Rejection:
             if kind == "http":
                 await _reject_http(send, result)
             else:
                 await _reject_websocket(scope, send, result)
-            return
-        if result is not None:
+        else:
             # Mutated in place, as Starlette's own AuthenticationMiddleware
             # does, so outer middleware holding this scope see the caller too.
             scope[CALLER_KEY] = result
             scope.setdefault("state", {})[STATE_KEY] = result
-        await self.app(scope, receive, send)
+            await self.app(scope, receive, send)
 
 
 def _response_headers(rejection: Rejection) -> list[tuple[bytes, bytes]]:

@@ -41,8 +41,17 @@ from typing import TYPE_CHECKING, Any
 
 from spiffile import authorize
 from spiffile.caller import Caller
-from spiffile.integrations._bearer import CALLER_KEY, Rejection, admit, parse_audience
-from spiffile.integrations._rules import Rules
+from spiffile.errors import SpiffileError
+from spiffile.integrations._bearer import (
+    CALLER_KEY,
+    Rejection,
+    admit,
+    canonical_bearer,
+    check_caller,
+    parse_audience,
+    refuse,
+)
+from spiffile.integrations._rules import Access, Rules
 from spiffile.spiffe_id import SpiffeId
 
 if TYPE_CHECKING:
@@ -81,20 +90,35 @@ class SpiffileMiddleware:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
+        rule = self.rules.match(path)
         header = environ.get("HTTP_AUTHORIZATION")
-        result = admit(
-            self.identity,
-            [] if header is None else [header],
-            self.rules.match(path),
-            audience=self.audience,
-            method=environ.get("REQUEST_METHOD", ""),
-            path=path,
-        )
-        if isinstance(result, Rejection):
+        token = None if header is None else canonical_bearer(header)
+        result: Caller | Rejection | None
+        if token is not None and rule.access is not Access.EXEMPT:
+            # The form every client sends: what admit() does with it.
+            try:
+                caller = self.identity.verify(token, self.audience)
+            except SpiffileError as exc:
+                result = refuse(exc, method=environ.get("REQUEST_METHOD", ""), path=path)
+            else:
+                result = check_caller(
+                    caller, rule, method=environ.get("REQUEST_METHOD", ""), path=path
+                )
+        else:
+            result = admit(
+                self.identity,
+                [] if header is None else [header],
+                rule,
+                audience=self.audience,
+                method=environ.get("REQUEST_METHOD", ""),
+                path=path,
+            )
+        if result is None:
+            return self.app(environ, start_response)
+        if type(result) is Rejection:
             start_response(f"{result.status} {result.reason}", result.headers)
             return [result.body]
-        if result is not None:
-            environ[CALLER_KEY] = result
+        environ[CALLER_KEY] = result
         return self.app(environ, start_response)
 
 
