@@ -68,6 +68,13 @@ _ALPHABET: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456
 # Decoding maps ``-_`` to ``+/`` (one to one, so lengths and positions stay)
 # and uses the standard-alphabet C decoder.
 _TO_STANDARD: Final = bytes.maketrans(b"-_", b"+/")
+# The same map, with every byte outside the alphabet (the standard one's
+# "+/=" included) sent to "!": one translate both maps and marks, and a
+# memchr for "!" replaces a deleting translate (a pass 3x slower: row
+# "reject: deeply nested JSON payload" decodes 6 KB before refusing).
+_TO_STANDARD_MARKED: Final = bytes(
+    _TO_STANDARD[c] if c in _ALPHABET else ord("!") for c in range(256)
+)
 _PADDING: Final = (b"", b"", b"==", b"=")
 # The characters that may end a canonical text, by length mod 4: the unused
 # low bits of the last character must be zero (RFC 4648 §3.5).
@@ -92,7 +99,8 @@ def b64url_decode(text: str | bytes) -> bytes:
         raw = text.encode("ascii")
     else:
         raw = text
-    if raw.translate(None, _ALPHABET):
+    mapped = raw.translate(_TO_STANDARD_MARKED)
+    if b"!" in mapped:
         raise WireError("is not base64url (a character outside the alphabet)")
     rest = len(raw) & 3
     if rest:
@@ -100,7 +108,7 @@ def b64url_decode(text: str | bytes) -> bytes:
             raise WireError("has an impossible base64url length")
         if raw[-1] not in _CANONICAL_LAST[rest]:
             raise WireError("is not canonical base64url (non-zero trailing bits)")
-    return binascii.a2b_base64(raw.translate(_TO_STANDARD) + _PADDING[rest])
+    return binascii.a2b_base64(mapped + _PADDING[rest])
 
 
 # -- JSON (RFC 8259) -------------------------------------------------------------------

@@ -290,3 +290,32 @@ def test_json_prefix_shows_deferred_floats_as_their_floats(value: Any, limit: in
     except _wire.WireError:
         return  # A number over the length cap: refused either way.
     assert _wire.json_prefix(deferred["v"], limit) == json.dumps(json.loads(text)["v"])[:limit]
+
+
+def _two_pass_b64url(raw: bytes) -> bytes:
+    """The former decoder (a deleting translate, then a mapping one): messages and all."""
+    if raw.translate(None, _wire._ALPHABET):
+        raise _wire.WireError("is not base64url (a character outside the alphabet)")
+    rest = len(raw) & 3
+    if rest == 1:
+        raise _wire.WireError("has an impossible base64url length")
+    if rest and raw[-1] not in _wire._CANONICAL_LAST[rest]:
+        raise _wire.WireError("is not canonical base64url (non-zero trailing bits)")
+    return binascii.a2b_base64(raw.translate(_wire._TO_STANDARD) + _wire._PADDING[rest])
+
+
+@settings(max_examples=2000)
+@given(
+    st.binary(max_size=40)
+    | st.text(alphabet="ABCDEFGHQgw048-_+/=!\x00\xff", max_size=40).map(
+        lambda text: text.encode("latin-1")
+    )
+)
+def test_b64url_decode_in_one_translate_is_the_two_pass_decoder(raw: bytes) -> None:
+    def outcome(decode: Any) -> tuple[str, object]:
+        try:
+            return ("ok", decode(raw))
+        except _wire.WireError as exc:
+            return ("error", str(exc))
+
+    assert outcome(_wire.b64url_decode) == outcome(_two_pass_b64url)
