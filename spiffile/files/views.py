@@ -428,8 +428,15 @@ class DirectoryView(Generic[T]):
         accept_name: Callable[[str], bool] = lambda name: True,
         accept: Callable[[T, T], None] | None = None,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall_ns: Callable[[], int] = time.time_ns,
     ) -> None:
-        """List *path* now; raise ``OSError`` if it is not a readable directory."""
+        """List *path* now; raise ``OSError`` if it is not a readable directory.
+
+        *monotonic* and *wall_ns* are as for :class:`FileView` and are given
+        to each file's view: *wall_ns* is consulted once per listing and once
+        per read of a file (tests inject one that runs behind and count).
+        """
         self._path = os.fspath(path)
         self._parse = parse
         self._suffix = suffix
@@ -443,6 +450,11 @@ class DirectoryView(Generic[T]):
         self._pending: dict[str, tuple[FileStamp | None, str]] = {}
         self._signature: FileStamp | None = None
         self._racy = False
+        # A racy listing whose stamp is in the future is listed once more, at
+        # the first look after this monotonic time, then no more (as FileView).
+        self._future_recheck: float | None = None
+        self._monotonic = monotonic
+        self._wall_ns = wall_ns
         if not os.path.isdir(self._path):
             raise NotADirectoryError(f"{self._path} is not a directory")
         self._list(force=True)
@@ -501,10 +513,14 @@ class DirectoryView(Generic[T]):
             signature: FileStamp | None = None
         else:
             signature = _stamp(st)
-        if not force and signature == self._signature and not self._racy:
-            return
+        if not force and signature == self._signature:
+            if not self._racy:
+                return
+            future = self._future_recheck
+            if future is not None and self._monotonic() < future:
+                return
         with self._lock:
-            read_ns = time.time_ns()
+            read_ns = self._wall_ns()
             try:
                 entries = list(os.scandir(self._path))
             except OSError as exc:
@@ -518,7 +534,7 @@ class DirectoryView(Generic[T]):
                         exc.strerror or exc,
                     )
                 self._signature = signature
-                self._racy = False
+                self._racy, self._future_recheck = False, None
                 return
             present = set()
             for entry in entries:
@@ -543,8 +559,29 @@ class DirectoryView(Generic[T]):
             for name in sorted(present - set(self._views) - set(self._pending)):
                 self._pending[name] = (None, "not loaded yet")
                 self._load(name)
-            self._racy = signature is not None and _is_racy(signature, read_ns)
+            self._set_racy(signature, read_ns)
             self._signature = signature
+
+    def _set_racy(self, signature: FileStamp | None, read_ns: int) -> None:
+        """Whether to list again on the next look (the racy rule of :class:`FileView`)."""
+        future = self._future_recheck
+        if (
+            signature is not None
+            and signature == self._signature
+            and future is not None
+            and self._monotonic() >= future
+        ):
+            # The one listing a tick after a listing of a stamp from a clock
+            # ahead of ours: an entry added within that tick is seen now, and
+            # no later one can keep this stamp.  One extra listing per change.
+            self._racy, self._future_recheck = False, None
+            return
+        self._racy = signature is not None and _is_racy(signature, read_ns)
+        self._future_recheck = (
+            self._monotonic() + _racy_window(signature) / 1e9
+            if signature is not None and self._racy and _is_future(signature, read_ns)
+            else None
+        )
 
     def _load(self, name: str) -> None:
         """Try to build the view of a new name (under the lock)."""
@@ -560,6 +597,8 @@ class DirectoryView(Generic[T]):
                 description=f"{self.description} {name}",
                 accept=self._accept,
                 clock=self._clock,
+                monotonic=self._monotonic,
+                wall_ns=self._wall_ns,
             )
         except (SpiffileError, OSError, ValueError) as exc:
             reason = (

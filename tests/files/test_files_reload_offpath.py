@@ -23,7 +23,7 @@ import spiffile.identity
 from spiffile import Identity, svid
 from spiffile.bundle import Bundle
 from spiffile.errors import SpiffileError
-from spiffile.files import FileView, atomic_write
+from spiffile.files import DirectoryView, FileView, atomic_write
 from spiffile.keys import generate_private_key, kid_for, private_key_to_pem, public_jwk
 
 TD = "example.org"
@@ -265,3 +265,52 @@ def test_a_token_only_the_new_bundle_binds_waits_for_it(
         parser.join(_WAIT)
         waiting.join(_WAIT)
     assert outcome == [ORDERS]
+
+
+def test_a_directory_with_change_times_in_the_future_costs_one_extra_read_per_change(
+    tmp_path: Path,
+) -> None:
+    """A trust directory (PROFILE.md §12) on a file server whose clock runs an hour ahead.
+
+    The directory's listing and each file's read consult the injected wall
+    clock once: the count is the number of listings plus reads.
+    """
+    (tmp_path / "a.json").write_bytes(b'{"v": 1}')
+    reads = ReadCounter(-3600 * 10**9)
+    clock = Monotonic()
+    view: DirectoryView[Any] = DirectoryView(
+        tmp_path,
+        lambda name, raw: json.loads(raw),
+        suffix=".json",
+        description="value",
+        wall_ns=reads,
+        monotonic=clock,
+    )
+    assert reads.reads == 2  # One listing, one read.
+
+    def settle(expected: dict[str, Any]) -> int:
+        """Many calls over a few seconds; the reads they cost."""
+        before = reads.reads
+        for _ in range(50):
+            clock.now += 0.001
+            assert {name: view.get(name) for name in view.names()} == expected
+        clock.now += 5.0  # Past the tick, however coarse (2 s).
+        for _ in range(50):
+            clock.now += 0.1
+            assert {name: view.get(name) for name in view.names()} == expected
+        return reads.reads - before
+
+    # One comparison each, a tick later (the listing, the file), then none.
+    assert settle({"a": {"v": 1}}) == 2
+    assert settle({"a": {"v": 1}}) == 0
+    atomic_write(tmp_path / "a.json", b'{"v": 2}')  # A rename: the directory changes too.
+    clock.now += 1.0
+    before = reads.reads
+    assert view.get("a") == {"v": 2}
+    assert reads.reads - before == 2  # The change's listing and read...
+    assert settle({"a": {"v": 2}}) == 2  # ...one comparison each...
+    assert settle({"a": {"v": 2}}) == 0  # ...and no more.
+    (tmp_path / "b.json").write_bytes(b'{"v": 3}')  # A new name.
+    clock.now += 1.0
+    assert settle({"a": {"v": 2}, "b": {"v": 3}}) == 2 + 2
+    assert settle({"a": {"v": 2}, "b": {"v": 3}}) == 0
