@@ -14,6 +14,12 @@ and also verifies on its own, for services that only check callers::
 
     trust = TrustDirectory("/etc/spiffe/trust")
     caller = trust.verify(token, audience="spiffe://example.org/billing")
+
+A changed document is parsed off the request path (PROFILE.md §7.2): a
+spiffile bundle in slices that give the interpreter away, keeping only what
+verification reads; meanwhile every caller is served the previous document,
+and a token only the new one can verify waits for it.  With :meth:`watch`
+a large changed document is parsed by a thread of its own, never by a caller.
 """
 
 from __future__ import annotations
@@ -24,13 +30,18 @@ from collections.abc import Callable
 from typing import Final
 
 from spiffile.caller import Caller
-from spiffile.errors import ConfigurationError, InvalidSpiffeIdError, UnknownIdentityError
-from spiffile.files import DirectoryView, FileStatus, Watcher
+from spiffile.errors import (
+    ConfigurationError,
+    InvalidSpiffeIdError,
+    SignatureError,
+    UnknownIdentityError,
+)
+from spiffile.files import DirectoryView, FileStatus, Watcher, give_way
 from spiffile.spiffe_id import SpiffeId, validate_trust_domain
 from spiffile.svid import jwt as _jwt
 from spiffile.trust import TrustDocument, parse_trust_document, refuse_rollback
 
-__all__ = ["ENV_TRUST_DIR", "SUFFIX", "TrustDirectory"]
+__all__ = ["ENV_TRUST_DIR", "SUFFIX", "Served", "TrustDirectory"]
 
 ENV_TRUST_DIR: Final = "SPIFFILE_TRUST_DIR"
 #: Each trust domain's document is ``<trust-domain>.json``.
@@ -43,6 +54,51 @@ def _is_trust_domain(name: str) -> bool:
     except InvalidSpiffeIdError:
         return False
     return True
+
+
+def _parse(name: str, data: bytes) -> TrustDocument:
+    # In slices, giving the GIL away between them, and slim: the threads
+    # verifying against the current document keep running, and members no
+    # verifier reads are never kept (PROFILE.md §7.2, §4.5).
+    return parse_trust_document(data, name, pause=give_way, slim=True)
+
+
+def _unknown(trust_domain: str, path: str) -> UnknownIdentityError:
+    return UnknownIdentityError(
+        f"no trust document for trust domain {trust_domain[:255]!r} in {path}"
+    )
+
+
+class Served:
+    """A trust source for one verification that remembers the document it served.
+
+    A token refused by that document may be one only the document being
+    loaded can verify (a key rotated in a moment ago): :meth:`replaced`
+    waits for that load, and says whether a retry could verify otherwise.
+    Only such tokens wait; the document is held no longer than the call.
+    """
+
+    __slots__ = ("_document", "_trust_domain", "_view")
+
+    def __init__(self, view: DirectoryView[TrustDocument]) -> None:
+        self._view = view
+        self._trust_domain: str | None = None
+        self._document: TrustDocument | None = None
+
+    def bundle_for(self, trust_domain: str) -> TrustDocument:
+        """The trust-source protocol: the current document, remembered."""
+        name = self._trust_domain = str(trust_domain)
+        document = self._document = self._view.get(name)
+        if document is None:
+            raise _unknown(name, self._view.path)
+        return document
+
+    def replaced(self) -> bool:
+        """Whether, once a load under way is done, the domain has another document than served."""
+        name = self._trust_domain
+        if name is None:
+            return False  # Refused before any document was consulted.
+        return self._view.latest(name) is not self._document
 
 
 class TrustDirectory:
@@ -63,7 +119,7 @@ class TrustDirectory:
         try:
             self._view: DirectoryView[TrustDocument] = DirectoryView(
                 path,
-                lambda name, data: parse_trust_document(data, name),
+                _parse,
                 suffix=SUFFIX,
                 description="trust document",
                 accept_name=_is_trust_domain,
@@ -87,11 +143,12 @@ class TrustDirectory:
         """The trust-source protocol: the current document of *trust_domain*."""
         document = self._view.get(str(trust_domain))
         if document is None:
-            raise UnknownIdentityError(
-                f"no trust document for trust domain {str(trust_domain)[:255]!r} "
-                f"in {self._view.path}"
-            )
+            raise _unknown(str(trust_domain), self._view.path)
         return document
+
+    def served(self) -> Served:
+        """A trust source over these documents for one verification (see :class:`Served`)."""
+        return Served(self._view)
 
     def status(self) -> dict[str, FileStatus]:
         """Per trust domain, whether its file on disk is what is being served."""
@@ -107,12 +164,32 @@ class TrustDirectory:
         max_lifetime: float | None = _jwt.DEFAULT_MAX_LIFETIME,
         issuer: str | None = None,
     ) -> Caller:
-        """Verify *token* for *audience* against these documents, at *now* (default: the clock)."""
+        """Verify *token* for *audience* against these documents, at *now* (default: the clock).
+
+        While a changed document is loaded, the token is checked against the
+        previous one; only when that refuses it (unknown identity or key, bad
+        signature) does the call wait for the load and check it once more.
+        """
+        at = self._clock() if now is None else now
+        served = Served(self._view)
+        try:
+            return _jwt.verify(
+                token,
+                served,
+                audience=audience,
+                now=at,
+                leeway=leeway,
+                max_lifetime=max_lifetime,
+                issuer=issuer,
+            )
+        except (UnknownIdentityError, SignatureError):
+            if not served.replaced():
+                raise
         return _jwt.verify(
             token,
             self,
             audience=audience,
-            now=self._clock() if now is None else now,
+            now=at,
             leeway=leeway,
             max_lifetime=max_lifetime,
             issuer=issuer,
@@ -121,7 +198,7 @@ class TrustDirectory:
     def watch(self) -> TrustDirectory:
         """Reload as soon as the directory changes (watchfiles), off the request path."""
         if self._watcher is None:
-            self._watcher = Watcher([self._view])  # type: ignore[list-item]
+            self._watcher = Watcher([self._view])
         return self
 
     def close(self) -> None:

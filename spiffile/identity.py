@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncGenerator
 
     from spiffile.changes import Change, ChangeFeed
-    from spiffile.federation import TrustDirectory
+    from spiffile.federation import Served, TrustDirectory
 
 if TYPE_CHECKING:
     import ssl
@@ -243,17 +243,36 @@ class IdentityStatus:
 class _FederatedTrust:
     """The identity's own bundle for its trust domain, the trust directory for the others."""
 
-    __slots__ = ("_bundle_view", "_directory", "_own")
+    __slots__ = ("_bundle_view", "_directory", "_own", "_served")
 
-    def __init__(self, own: str, bundle_view: FileView[Bundle], directory: TrustDirectory) -> None:
+    def __init__(
+        self,
+        own: str,
+        bundle_view: FileView[Bundle],
+        directory: TrustDirectory,
+        served: Served | None = None,
+    ) -> None:
         self._own = own
         self._bundle_view = bundle_view
         self._directory = directory
+        self._served = served
 
     def bundle_for(self, trust_domain: str) -> TrustDocument:
         if trust_domain == self._own:
             return self._bundle_view.get().bundle_for(trust_domain)
+        if self._served is not None:
+            return self._served.bundle_for(trust_domain)
         return self._directory.bundle_for(trust_domain)
+
+    def for_call(self) -> _FederatedTrust:
+        """This trust for one verification, remembering the federated document it served."""
+        return _FederatedTrust(
+            self._own, self._bundle_view, self._directory, self._directory.served()
+        )
+
+    def replaced(self) -> bool:
+        """Whether the federated document served is replaced once a load under way is done."""
+        return self._served is not None and self._served.replaced()
 
 
 def _find_x509(
@@ -733,7 +752,7 @@ class Identity:
                         self._metrics.verification(VERIFIED)
                     return Caller(entry.id, dict(entry.claims), entry.trust)
         else:
-            trust = self._federated
+            trust = self._federated.for_call()
             verified = None
         try:
             try:
@@ -761,7 +780,10 @@ class Identity:
                     else (trust if self._federated is None else view.current)
                 )
                 latest = view.latest()
-                if latest is served:
+                if latest is served and not (
+                    # A federated document too (PROFILE.md §12): its load is waited for.
+                    isinstance(trust, _FederatedTrust) and trust.replaced()
+                ):
                     raise
                 bundle = latest
                 caller = svid.verify(

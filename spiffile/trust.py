@@ -20,7 +20,7 @@ Pure: no I/O, no clock.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol, TypeAlias
 
 from spiffile.bundle.document import Bundle
@@ -137,7 +137,13 @@ def _from_object(document: dict[str, Any], trust_domain: str) -> TrustDocument:
     )
 
 
-def parse_trust_document(data: bytes | str, trust_domain: str) -> TrustDocument:
+def parse_trust_document(
+    data: bytes | str,
+    trust_domain: str,
+    *,
+    pause: Callable[[], None] | None = None,
+    slim: bool = False,
+) -> TrustDocument:
     """Parse the trust document of *trust_domain*, whichever kind it is, by its shape.
 
     * an object with ``spiffile_version``: a spiffile bundle (PROFILE.md §4),
@@ -145,6 +151,13 @@ def parse_trust_document(data: bytes | str, trust_domain: str) -> TrustDocument:
     * an object with ``keys``: a SPIFFE bundle (SPIFFE Trust Domain and Bundle §4);
     * an object whose members are all strings: spiffe-helper's bundle map,
       from which the member for *trust_domain* is taken.
+
+    *pause* and *slim* are :meth:`Bundle.parse`'s, for a spiffile bundle:
+    parsed in slices with *pause* between them, and members nobody reads
+    not kept (a verifier's copy).  The other kinds are parsed whole by the
+    strict JSON reader (it refuses repeated members, which the sliced parse
+    does not look for; they are capped far lower).  The result and the
+    errors are the same either way.
 
     Raises :class:`InvalidBundleError` for anything else.
     """
@@ -158,7 +171,7 @@ def parse_trust_document(data: bytes | str, trust_domain: str) -> TrustDocument:
         # The spiffile reader has its own size cap and compact storage for
         # large bundles: let it parse what looks like its document.
         try:
-            bundle = Bundle.parse(bytes(data))
+            bundle = Bundle.parse(bytes(data), pause=pause, slim=slim)
         except InvalidBundleError:
             document = load_json_object(data, "trust document")
             if "spiffile_version" in document:

@@ -455,6 +455,7 @@ class DirectoryView(Generic[T]):
         self._future_recheck: float | None = None
         self._monotonic = monotonic
         self._wall_ns = wall_ns
+        self._pushed = False
         if not os.path.isdir(self._path):
             raise NotADirectoryError(f"{self._path} is not a directory")
         self._list(force=True)
@@ -479,11 +480,47 @@ class DirectoryView(Generic[T]):
             return self._retry(name)
         return None
 
-    def refresh(self) -> None:
-        """List the directory and re-read every file now (used by :class:`Watcher`)."""
+    @property
+    def pushed(self) -> bool:
+        """Whether a watcher refreshes this directory (each file's view is then pushed)."""
+        return self._pushed
+
+    @pushed.setter
+    def pushed(self, value: bool) -> None:
+        self._pushed = value
+        for view in list(self._views.values()):
+            view.pushed = value
+
+    def latest(self, name: str) -> T | None:
+        """:meth:`get`, waiting for a load of the directory or of the file under way.
+
+        For a caller the current value could not serve (a token signed by a
+        key only the new document binds, or a trust domain whose file is
+        being loaded); everyone else keeps the current value meanwhile.
+        """
+        self._list(wait=True)
+        view = self._views.get(name)
+        if view is not None:
+            return view.latest()
+        if name in self._pending:
+            return self._retry(name)
+        return None
+
+    def current(self, name: str) -> T | None:
+        """The value served now for *name*, without looking at the disk."""
+        view = self._views.get(name)
+        return None if view is None else view.current
+
+    def refresh(self, *, changed_only: bool = False) -> None:
+        """List the directory and re-read every file now (used by :class:`Watcher`).
+
+        With *changed_only* (what :class:`Watcher` asks), a file whose stamp
+        did not change is not read again: a change to one trust domain's
+        document must not parse every other one again.
+        """
         self._list(force=True)
         for view in list(self._views.values()):
-            view.refresh()
+            view.refresh(changed_only=changed_only)
         for name in list(self._pending):
             self._retry(name)
 
@@ -506,7 +543,7 @@ class DirectoryView(Generic[T]):
     def _file(self, name: str) -> str:
         return os.path.join(self._path, name + self._suffix)
 
-    def _list(self, *, force: bool = False) -> None:
+    def _list(self, *, force: bool = False, wait: bool = False) -> None:
         try:
             st = os.stat(self._path)
         except OSError:
@@ -519,48 +556,60 @@ class DirectoryView(Generic[T]):
             future = self._future_recheck
             if future is not None and self._monotonic() < future:
                 return
-        with self._lock:
-            read_ns = self._wall_ns()
-            try:
-                entries = list(os.scandir(self._path))
-            except OSError as exc:
-                # The directory vanished or cannot be read: keep serving what
-                # was loaded (PROFILE.md §7.3); a later change lists it again.
-                if signature != self._signature:
-                    _log.warning(
-                        "spiffile: keeping the last good %s: cannot list %s: %s",
-                        self.description,
-                        self._path,
-                        exc.strerror or exc,
-                    )
-                self._signature = signature
-                self._racy, self._future_recheck = False, None
+        if not (force or wait):
+            if not self._lock.acquire(blocking=False):
+                # Another thread is listing, maybe loading a new name's file:
+                # serve the set as it is meanwhile (PROFILE.md §7.2).
                 return
-            present = set()
-            for entry in entries:
-                stem = entry.name[: -len(self._suffix)]
-                if (
-                    entry.name.startswith(".")
-                    or not entry.name.endswith(self._suffix)
-                    or not stem
-                    or not self._accept_name(stem)
-                ):
-                    continue
-                try:
-                    if not entry.is_file():  # Follows links, as FileView does.
-                        continue
-                except OSError:
-                    continue
-                present.add(stem)
-            for gone in (set(self._views) | set(self._pending)) - present:
-                self._views.pop(gone, None)
-                self._pending.pop(gone, None)
-                _log.info("spiffile: %s %s removed", self.description, gone)
-            for name in sorted(present - set(self._views) - set(self._pending)):
-                self._pending[name] = (None, "not loaded yet")
-                self._load(name)
-            self._set_racy(signature, read_ns)
+        else:
+            self._lock.acquire()
+        try:
+            self._list_locked(signature)
+        finally:
+            self._lock.release()
+
+    def _list_locked(self, signature: FileStamp | None) -> None:
+        read_ns = self._wall_ns()
+        try:
+            entries = list(os.scandir(self._path))
+        except OSError as exc:
+            # The directory vanished or cannot be read: keep serving what
+            # was loaded (PROFILE.md §7.3); a later change lists it again.
+            if signature != self._signature:
+                _log.warning(
+                    "spiffile: keeping the last good %s: cannot list %s: %s",
+                    self.description,
+                    self._path,
+                    exc.strerror or exc,
+                )
             self._signature = signature
+            self._racy, self._future_recheck = False, None
+            return
+        present = set()
+        for entry in entries:
+            stem = entry.name[: -len(self._suffix)]
+            if (
+                entry.name.startswith(".")
+                or not entry.name.endswith(self._suffix)
+                or not stem
+                or not self._accept_name(stem)
+            ):
+                continue
+            try:
+                if not entry.is_file():  # Follows links, as FileView does.
+                    continue
+            except OSError:
+                continue
+            present.add(stem)
+        for gone in (set(self._views) | set(self._pending)) - present:
+            self._views.pop(gone, None)
+            self._pending.pop(gone, None)
+            _log.info("spiffile: %s %s removed", self.description, gone)
+        for name in sorted(present - set(self._views) - set(self._pending)):
+            self._pending[name] = (None, "not loaded yet")
+            self._load(name)
+        self._set_racy(signature, read_ns)
+        self._signature = signature
 
     def _set_racy(self, signature: FileStamp | None, read_ns: int) -> None:
         """Whether to list again on the next look (the racy rule of :class:`FileView`)."""
@@ -612,16 +661,19 @@ class DirectoryView(Generic[T]):
                 )
             self._pending[name] = (signature, reason)
             return
+        view.pushed = self._pushed
         self._pending.pop(name, None)
         self._views[name] = view
         _log.info("spiffile: loaded %s %s", self.description, path)
 
-    def _retry(self, name: str) -> T | None:
+    def _retry(self, name: str, *, wait: bool = True) -> T | None:
         try:
             signature: FileStamp | None = _stamp(os.stat(self._file(name)))
         except OSError:
             signature = None
-        with self._lock:
+        if not self._lock.acquire(blocking=wait):
+            return None  # Being loaded by another thread: not usable yet.
+        try:
             pending = self._pending.get(name)
             if pending is None:
                 view = self._views.get(name)
@@ -630,4 +682,6 @@ class DirectoryView(Generic[T]):
                 return None
             self._load(name)
             view = self._views.get(name)
+        finally:
+            self._lock.release()
         return None if view is None else view.get()

@@ -6,8 +6,9 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterable
+from typing import Any
 
-from spiffile.files.views import FileView
+from spiffile.files.views import DirectoryView, FileView
 
 __all__ = ["Watcher"]
 
@@ -27,7 +28,7 @@ class Watcher:
 
     def __init__(
         self,
-        views: Iterable[FileView[object]],
+        views: Iterable[FileView[object] | DirectoryView[Any]],
         *,
         debounce_ms: int = 50,
         on_refresh: Callable[[], None] | None = None,
@@ -39,8 +40,7 @@ class Watcher:
         """
         self._views = list(views)
         for view in self._views:
-            if isinstance(view, FileView):
-                view.pushed = True
+            view.pushed = True
         self._on_refresh = on_refresh
         self._stop = threading.Event()
         self._debounce_ms = debounce_ms
@@ -69,10 +69,7 @@ class Watcher:
                 yield_on_timeout=False,
             ):
                 for view in self._views:
-                    if isinstance(view, FileView):
-                        view.refresh(changed_only=True)
-                    else:
-                        view.refresh()
+                    view.refresh(changed_only=True)
                 if self._on_refresh is not None:
                     try:
                         self._on_refresh()
@@ -84,13 +81,11 @@ class Watcher:
             # directory that vanished) must not kill anything or go unsaid.
             _log.warning("spiffile: push reload stopped, files are checked on use: %s", exc)
             for view in self._views:
-                if isinstance(view, FileView):
-                    view.pushed = False
+                view.pushed = False
 
     def close(self) -> None:
         """Stop watching and wait for the thread to end; views keep their 50 ms looks."""
         self._stop.set()
         self._thread.join(timeout=5)
         for view in self._views:
-            if isinstance(view, FileView):
-                view.pushed = False
+            view.pushed = False
