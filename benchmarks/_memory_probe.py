@@ -11,7 +11,9 @@ collection (what the bundle holds), for ``json.loads`` and for
 ``--measure rss``: growth of the resident set (Linux ``/proc/self/statm``)
 across one parse, the file already read, and the growth of the peak resident
 set (``VmHWM``); ``--what slim`` measures the parse a verifier makes
-(``Bundle.parse(data, slim=True)``: unknown members checked, not kept).
+(``Bundle.parse(data, slim=True)``: unknown members checked, not kept),
+``--what trust`` the parse a trust directory makes of a federated document
+(``parse_trust_document(..., slim=True)`` with a pause between slices).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from spiffile.bundle import Bundle
+from spiffile.trust import parse_trust_document
 
 __all__ = ["main"]
 
@@ -60,13 +63,15 @@ def _parsers(data: bytes) -> dict[str, Callable[[], object]]:
         "parse": lambda: Bundle.parse(data),
         # What a verifier (Identity) holds: sliced, unknown members not kept.
         "slim": lambda: Bundle.parse(data, pause=lambda: None, slim=True),
+        # What a trust directory (federation) holds of a spiffile bundle.
+        "trust": lambda: parse_trust_document(data, "example.org", pause=lambda: None, slim=True),
     }
 
 
 def _traced(data: bytes) -> dict[str, dict[str, int]]:
     results = {}
     for name, parse in _parsers(data).items():
-        if name == "slim":
+        if name in ("slim", "trust"):
             continue  # The tracemalloc rows compare json.loads and Bundle.parse.
         gc.collect()
         tracemalloc.start()
@@ -97,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("path", type=Path)
     parser.add_argument("--measure", choices=("tracemalloc", "rss"), required=True)
-    parser.add_argument("--what", choices=("json", "parse", "slim"), default="parse")
+    parser.add_argument("--what", choices=("json", "parse", "slim", "trust"), default="parse")
     args = parser.parse_args(argv)
     data = args.path.read_bytes()
     if args.measure == "tracemalloc":

@@ -23,7 +23,7 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from benchmarks import reload
+from benchmarks import reload, reload_trust
 from benchmarks._fixtures import (
     AUDIENCE,
     KeyPool,
@@ -113,6 +113,7 @@ def run(pool: KeyPool, settings: Settings, workdir: Path) -> list[Row]:
         _rows(samples, memory)
         + _hostile_rows(pool, settings, workdir)
         + reload.run(pool, settings, workdir)
+        + reload_trust.run(pool, settings, workdir)
     )
 
 
@@ -136,6 +137,8 @@ def _hostile_rows(pool: KeyPool, settings: Settings, workdir: Path) -> list[Row]
         path.write_bytes(data)
         whole = _probe(path, "--measure", "rss", "--what", "parse")
         slim = _probe(path, "--measure", "rss", "--what", "slim")
+        # A trust directory's copy of the same document as a federated one.
+        trust = _probe(path, "--measure", "rss", "--what", "trust")
         path.unlink()
         where = "in the entries" if in_entries else "one top-level member"
         tag = "entries" if in_entries else "top"
@@ -160,6 +163,25 @@ def _hostile_rows(pool: KeyPool, settings: Settings, workdir: Path) -> list[Row]
                         f"RSS growth across the slim parse a verifier makes, the file already "
                         f"read: {slim[kind] / 2**20:.0f} MiB; Bundle.parse (producers, and "
                         f"verifiers before) {whole[kind] / 2**20:.0f} MiB"
+                    ),
+                )
+            )
+        if whole["grown"] is not None and trust["grown"] is not None:
+            rows.append(
+                Row(
+                    f"hostile_trust_retained_{tag}",
+                    f"federated hostile {mib} document, junk {where}: retained / size",
+                    trust["grown"] / len(data),
+                    "x",
+                    baseline="Bundle.parse",
+                    baseline_value=whole["grown"] / len(data),
+                    ratio=trust["grown"] / whole["grown"] if whole["grown"] else None,
+                    note=(
+                        f"RSS growth across the parse a TrustDirectory makes of it "
+                        f"(parse_trust_document, slim, in slices), the file already read: "
+                        f"{trust['grown'] / 2**20:.0f} MiB, peak "
+                        f"{(trust['peak_grown'] or 0) / 2**20:.0f} MiB; the whole parse it "
+                        f"made before {whole['grown'] / 2**20:.0f} MiB"
                     ),
                 )
             )

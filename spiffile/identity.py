@@ -752,7 +752,9 @@ class Identity:
                         self._metrics.verification(VERIFIED)
                     return Caller(entry.id, dict(entry.claims), entry.trust)
         else:
-            trust = self._federated.for_call()
+            federated = self._federated
+            # (A subclass may set a trust of its own here: spiffe-helper's.)
+            trust = federated.for_call() if isinstance(federated, _FederatedTrust) else federated
             verified = None
         try:
             try:
