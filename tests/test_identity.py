@@ -1,4 +1,4 @@
-"""Tests for spiffile/identity.py: loading, tokens, verification, reloads, status."""
+"""Tests for spiffile/identity/: loading, tokens, verification, reloads, status."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-import spiffile.identity
+import spiffile.identity._loading
 from spiffile import Identity, svid
 from spiffile.bundle import Bundle
 from spiffile.errors import SpiffileError
@@ -110,7 +110,7 @@ def test_with_watch_a_revoked_key_works_until_the_new_bundle_is_installed_and_no
     orders_jwk = public_jwk(orders.public_key())
     atomic_write(tmp_path / "bundle.json", _document(1, {**bound, ORDERS: {"keys": [orders_jwk]}}))
     hold = Hold()
-    monkeypatch.setattr(spiffile.identity, "give_way", hold)
+    monkeypatch.setattr(spiffile.identity._loading, "give_way", hold)
     now = time.time()
 
     def token(issued: float) -> str:
@@ -237,7 +237,7 @@ def test_a_token_only_the_new_bundle_binds_waits_for_it(
     old_key = public_jwk(orders.public_key())
     atomic_write(tmp_path / "bundle.json", _document(1, {**bound, ORDERS: {"keys": [old_key]}}))
     hold = Hold()
-    monkeypatch.setattr(spiffile.identity, "give_way", hold)
+    monkeypatch.setattr(spiffile.identity._loading, "give_way", hold)
     identity = Identity.from_dir(tmp_path)
     now = time.time()
     old_token = svid.mint(orders, kid_for(orders.public_key()), ORDERS, BILLING, now=now)

@@ -1,89 +1,72 @@
-"""``Identity``: what an application holds to prove who it is and to check who calls it.
+"""``Identity``: a workload's SPIFFE ID, signing key and trust bundle, and what it does with them.
 
-It composes a hot-reloading view of the key file, one of the bundle file, and
-the pure core (``svid``).  Tokens are minted with the current key, cached per
-audience while most of their lifetime remains, and verified against the
-current bundle.  A bad or missing file never turns a working identity into a
-failing one: the last good version keeps serving, and :meth:`Identity.status`
-says so.
+Tokens are minted with the current key and cached per audience while most of
+their lifetime remains; callers are verified against the current bundle (and,
+with a trust directory, other trust domains' documents).
 """
 
 from __future__ import annotations
 
 import enum
-import logging
 import os
 import secrets
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from cryptography.hazmat.primitives.asymmetric import ec
-
 from spiffile import svid
-from spiffile._quote import id_content_is_quotable
-from spiffile.bundle import Bundle, SequenceGuard
+from spiffile.bundle import Bundle
 from spiffile.caller import Caller
 from spiffile.errors import (
     ConfigurationError,
-    InvalidBundleError,
     InvalidSpiffeIdError,
     SignatureError,
     SpiffileError,
     UnknownIdentityError,
 )
-from spiffile.files import FileStatus, FileView, Watcher, give_way, read_file
-from spiffile.keys import kid_for, load_private_key_pem
+from spiffile.files import FileView, Watcher, read_file
+from spiffile.identity._federated import _FederatedTrust
+from spiffile.identity._loading import (
+    _MAX_ID_FILE_BYTES,
+    _BundleAcceptance,
+    _naming,
+    _parse_bundle,
+    _parse_id_file,
+    _parse_key,
+)
+from spiffile.identity._verified_cache import _MAX_CACHED_TOKEN, _Verified, _VerifiedTokens
+from spiffile.identity.environment import (
+    DIR_NAMES,
+    ENV_BUNDLE_FILE,
+    ENV_DIR,
+    ENV_ID_FILE,
+    ENV_KEY_FILE,
+    ENV_SPIFFE_HELPER_CONFIG,
+    ENV_TRUST_DIR,
+    _find_x509,
+)
+from spiffile.identity.status import IdentityStatus
 from spiffile.metrics import NO_METRICS, VERIFIED, MetricsRecorder
 from spiffile.spiffe_id import SpiffeId
-from spiffile.trust import TrustDocument, TrustSource
-
-if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator
-
-    from spiffile.changes import Change, ChangeFeed
-    from spiffile.federation import Served, TrustDirectory
+from spiffile.trust import TrustSource
 
 if TYPE_CHECKING:
     import ssl
+    from collections.abc import AsyncGenerator
 
     from spiffile.authorize import Allow
-    from spiffile.tls import X509Source, X509Status
+    from spiffile.changes import Change, ChangeFeed
+    from spiffile.federation import TrustDirectory
+    from spiffile.tls import X509Source
 
-__all__ = [
-    "ENV_BUNDLE_FILE",
-    "ENV_DIR",
-    "ENV_ID_FILE",
-    "ENV_KEY_FILE",
-    "ENV_SPIFFE_HELPER_CONFIG",
-    "ENV_TRUST_DIR",
-    "Configured",
-    "Identity",
-    "IdentityStatus",
-]
+__all__ = ["Configured", "Identity"]
 
-ENV_DIR: Final = "SPIFFILE_DIR"
-ENV_ID_FILE: Final = "SPIFFILE_ID_FILE"
-ENV_KEY_FILE: Final = "SPIFFILE_KEY_FILE"
-ENV_BUNDLE_FILE: Final = "SPIFFILE_BUNDLE_FILE"
-#: A directory of ``<trust-domain>.json`` trust documents (federation, PROFILE.md §12).
-ENV_TRUST_DIR: Final = "SPIFFILE_TRUST_DIR"
-#: spiffe-helper's configuration file: the identity comes from SPIRE through it.
-ENV_SPIFFE_HELPER_CONFIG: Final = "SPIFFILE_SPIFFE_HELPER_CONFIG"
-#: File names inside ``SPIFFILE_DIR`` (PROFILE.md §3).
-DIR_NAMES: Final = {ENV_ID_FILE: "id", ENV_KEY_FILE: "key.pem", ENV_BUNDLE_FILE: "bundle.json"}
 #: A cached token is reused while more than this fraction of its lifetime remains.
 _REUSE_FRACTION: Final = 0.5
-#: Longest token the verified-token cache keeps: a plain JWT-SVID is about 500
-#: characters; the cap bounds each entry (token and claims) to a few KiB.
-_MAX_CACHED_TOKEN: Final = 2048
-_MAX_ID_FILE_BYTES: Final = 4096
-_log = logging.getLogger("spiffile")
 
 
 class Configured(enum.Enum):
@@ -99,26 +82,6 @@ class Configured(enum.Enum):
         return "Configured.VALUE"
 
 
-class _SigningKey:
-    __slots__ = ("kid", "private_key")
-
-    def __init__(self, private_key: ec.EllipticCurvePrivateKey) -> None:
-        self.private_key = private_key
-        self.kid = kid_for(private_key.public_key())
-
-
-def _parse_key(data: bytes) -> _SigningKey:
-    return _SigningKey(load_private_key_pem(data))
-
-
-def _parse_bundle(data: bytes) -> Bundle:
-    # In slices, giving the GIL away between them: while a new bundle is
-    # parsed, the threads verifying against the current one keep running
-    # (PROFILE.md §7.2).  Slim: a verifier keeps only what it reads, so
-    # members it ignores cannot make it hold memory (PROFILE.md §4.5).
-    return Bundle.parse(data, pause=give_way, slim=True)
-
-
 @lru_cache(maxsize=256)
 def _check_audience(text: str) -> None:
     """Raise :class:`InvalidSpiffeIdError` unless *text* is a SPIFFE ID.
@@ -129,289 +92,6 @@ def _check_audience(text: str) -> None:
     raise and are not remembered.
     """
     SpiffeId.parse(text)
-
-
-def _parse_id_file(text: str, path: str | os.PathLike[str]) -> SpiffeId:
-    """The identity file's SPIFFE ID; its content is quoted only when it is one.
-
-    The file may be anything when a path is wrong: with SPIFFILE_ID_FILE and
-    SPIFFILE_KEY_FILE swapped, an error quoting its start would put a private
-    key into the logs.  Only a single line that at least starts like a SPIFFE
-    ID is shown, to point at the typo.
-    """
-    try:
-        return SpiffeId.parse(text)
-    except InvalidSpiffeIdError:
-        if id_content_is_quotable(text):
-            raise
-    raise InvalidSpiffeIdError(
-        f"identity file {os.fspath(path)} does not hold a SPIFFE ID: "
-        "it must be one line starting with 'spiffe://'"
-    ) from None
-
-
-def _naming(exc: SpiffileError, what: str, path: str | os.PathLike[str]) -> SpiffileError:
-    """*exc* again, its message naming the file it is about (same class and code)."""
-    shown = os.fspath(path)
-    message = str(exc) if shown in str(exc) else f"{what} {shown}: {exc}"
-    try:
-        return type(exc)(message)
-    except TypeError:  # A subclass with another constructor: a plain one of the base class.
-        return ConfigurationError(message)
-
-
-class _BundleAcceptance:
-    """What a reloaded bundle must satisfy to replace the loaded one (PROFILE.md §4.4, §7.3)."""
-
-    def __init__(self) -> None:
-        self.guard = SequenceGuard()
-
-    def __call__(self, current: Bundle, new: Bundle) -> None:
-        if new.trust_domain != current.trust_domain:
-            raise InvalidBundleError(
-                f"bundle trust domain changed from {current.trust_domain} to {new.trust_domain}"
-            )
-        warning = self.guard.admit(new)  # Last: it remembers what it admits.
-        if warning is not None:
-            _log.warning("spiffile: %s", warning)
-
-
-@dataclass(frozen=True)
-class IdentityStatus:
-    """Health of an identity: ``healthy`` is false while any file serves a last good version."""
-
-    id: SpiffeId
-    kid: str
-    healthy: bool
-    key: FileStatus
-    bundle: FileStatus
-    key_bound: bool
-    bundle_sequence: int | None
-    #: Per federated trust domain (``SPIFFILE_TRUST_DIR``), the health of its document.
-    #: A bad federated document does not make this identity unhealthy: it only
-    #: affects callers from that trust domain.
-    trust: Mapping[str, FileStatus] = field(default_factory=dict)
-    #: The X.509-SVID's health and expiry, when the identity has X.509 files.
-    x509: X509Status | None = None
-
-    def as_dict(self, *, detail: bool = True) -> dict[str, Any]:
-        """A JSON-ready form, for health endpoints and logs (no key material, no token).
-
-        With ``detail=False`` file paths and error messages are left out:
-        what an endpoint open to anyone may show.
-        """
-
-        def file(status: FileStatus) -> dict[str, Any]:
-            out: dict[str, Any] = {
-                "healthy": status.healthy,
-                "reloads": status.reloads,
-                "failures": status.failures,
-                "loaded_at": status.loaded_at,
-            }
-            if detail:
-                out["path"] = status.path
-                out["error"] = status.error
-            return out
-
-        out: dict[str, Any] = {
-            "id": str(self.id),
-            "healthy": self.healthy,
-            "kid": self.kid,
-            "key_bound": self.key_bound,
-            "bundle_sequence": self.bundle_sequence,
-            "key": file(self.key),
-            "bundle": file(self.bundle),
-            "trust": {domain: file(status) for domain, status in self.trust.items()},
-        }
-        if self.x509 is not None:
-            # Expiry is what a probe watches: an SVID nobody renews fails every
-            # handshake once it passes notAfter (X.509-SVID §4.1).
-            x509: dict[str, Any] = {
-                "id": str(self.x509.id),
-                "healthy": self.x509.healthy,
-                "expires_at": self.x509.expires_at,
-                "svid": file(self.x509.svid),
-                "key": file(self.x509.key),
-                "bundle": file(self.x509.bundle),
-            }
-            if detail:
-                x509["error"] = self.x509.error
-            out["x509"] = x509
-        return out
-
-
-class _FederatedTrust:
-    """The identity's own bundle for its trust domain, the trust directory for the others."""
-
-    __slots__ = ("_bundle_view", "_directory", "_own", "_served")
-
-    def __init__(
-        self,
-        own: str,
-        bundle_view: FileView[Bundle],
-        directory: TrustDirectory,
-        served: Served | None = None,
-    ) -> None:
-        self._own = own
-        self._bundle_view = bundle_view
-        self._directory = directory
-        self._served = served
-
-    def bundle_for(self, trust_domain: str) -> TrustDocument:
-        if trust_domain == self._own:
-            return self._bundle_view.get().bundle_for(trust_domain)
-        if self._served is not None:
-            return self._served.bundle_for(trust_domain)
-        return self._directory.bundle_for(trust_domain)
-
-    def for_call(self) -> _FederatedTrust:
-        """This trust for one verification, remembering the federated document it served."""
-        return _FederatedTrust(
-            self._own, self._bundle_view, self._directory, self._directory.served()
-        )
-
-    def replaced(self) -> bool:
-        """Whether the federated document served is replaced once a load under way is done."""
-        return self._served is not None and self._served.replaced()
-
-
-def _find_x509(
-    environ: Mapping[str, str], directory: str | None, options: Mapping[str, Any]
-) -> X509Source | None:
-    from spiffile.tls import X509Source  # Imported late: only X.509 users pay for ssl.
-
-    clock = options.get("clock", time.time)
-    trust_dir = options.get("trust_dir")
-    if not isinstance(trust_dir, str | os.PathLike):
-        trust_dir = None  # A TrustDirectory object: JWT federation only.
-    return X509Source.find(environ, directory, clock=clock, trust_dir=trust_dir)
-
-
-class _Verified:
-    """A token this identity verified: what every later call must still check."""
-
-    __slots__ = (
-        "audiences",
-        "bundle",
-        "claims",
-        "expires",
-        "id",
-        "issued",
-        "issuer",
-        "not_before",
-        "trust",
-    )
-
-    def __init__(self, bundle: Bundle, caller: Caller) -> None:
-        # A copy of the claims: a caller that edits its mapping must not
-        # change what the next request sees (each hit hands out a copy too).
-        claims = dict(caller.claims)
-        audience = claims.get("aud")
-        self.bundle = bundle
-        self.id = caller.id
-        self.claims = claims
-        self.trust = caller.trust
-        # A tuple: one audience (the profile's), or a SPIFFE token's few.
-        self.audiences: tuple[object, ...] = (
-            (audience,) if isinstance(audience, str) else tuple(audience or ())
-        )
-        # svid.verify accepted these as NumericDates (integers) or absent.
-        self.expires: int = claims["exp"]
-        self.issued: int | None = claims.get("iat")
-        self.not_before: int | None = claims.get("nbf")
-        self.issuer: object = claims.get("iss")
-
-    def still_valid(
-        self, audience: str, now: float, leeway: float, max_lifetime: float | None
-    ) -> bool:
-        """The checks svid.verify makes that depend on the call, not on the token's bytes.
-
-        Each states what passes, so a NaN now or leeway fails it (and the full
-        verification then says why).
-        """
-        return (
-            audience in self.audiences
-            and self.expires > now - leeway
-            and (self.not_before is None or self.not_before <= now + leeway)
-            and (self.issued is None or self.issued <= now + leeway)
-            and (max_lifetime is None or self.expires - now <= max_lifetime + leeway)
-        )
-
-
-class _VerifiedTokens:
-    """Tokens verified against one bundle, by their exact text: a segmented LRU.
-
-    A new entry goes to the probation segment; a second use promotes it to
-    the protected one, whose least recently used entry drops back to
-    probation when it is full.  A stream of distinct tokens (each needing a
-    valid signature by a bound key to enter at all) only churns probation,
-    so the tokens callers actually reuse stay.  Memory is bounded by the
-    entry count and :data:`_MAX_CACHED_TOKEN`.
-    """
-
-    __slots__ = (
-        "_bundle",
-        "_lock",
-        "_probation",
-        "_probation_cap",
-        "_protected",
-        "_protected_cap",
-    )
-
-    def __init__(self, size: int) -> None:
-        self._probation_cap = max(1, size // 4)
-        self._protected_cap = max(0, size - self._probation_cap)
-        self._probation: OrderedDict[str, _Verified] = OrderedDict()
-        self._protected: OrderedDict[str, _Verified] = OrderedDict()
-        self._lock = threading.Lock()
-        self._bundle: Bundle | None = None
-
-    def __len__(self) -> int:
-        return len(self._probation) + len(self._protected)
-
-    def get(self, token: str) -> _Verified | None:
-        entry = self._protected.get(token)
-        if entry is not None:
-            with self._lock:
-                if token in self._protected:
-                    self._protected.move_to_end(token)
-            return entry
-        entry = self._probation.get(token)
-        if entry is not None:
-            with self._lock:
-                if self._probation.pop(token, None) is not None and self._protected_cap:
-                    self._protected[token] = entry
-                    if len(self._protected) > self._protected_cap:
-                        demoted, value = self._protected.popitem(last=False)
-                        self._probation[demoted] = value
-                        self._trim()
-        return entry
-
-    def add(self, token: str, entry: _Verified) -> None:
-        with self._lock:
-            if entry.bundle is not self._bundle:
-                # A reloaded bundle: every older entry is stale, and would
-                # keep the old bundle (possibly large) alive.  Drop them.
-                self._probation.clear()
-                self._protected.clear()
-                self._bundle = entry.bundle
-            if token in self._protected:
-                self._protected[token] = entry
-                return
-            probation = self._probation
-            probation[token] = entry
-            probation.move_to_end(token)
-            if len(probation) > self._probation_cap:
-                probation.popitem(last=False)  # One in, at most one out.
-
-    def clear(self) -> None:
-        with self._lock:
-            self._probation.clear()
-            self._protected.clear()
-
-    def _trim(self) -> None:
-        while len(self._probation) > self._probation_cap:
-            self._probation.popitem(last=False)
 
 
 class Identity:
