@@ -24,6 +24,7 @@ import os
 import shutil
 import socket
 import ssl
+import sys
 import tempfile
 import threading
 from typing import Final
@@ -36,6 +37,9 @@ logger: Final = logging.getLogger("spiffile.integrations")
 
 #: Bytes read from one side before they are written to the other.
 _CHUNK: Final = 64 * 1024
+#: Longest path a Unix socket can be bound to (``sun_path`` less its NUL: 108 bytes on
+#: Linux, 104 on the BSDs and macOS).
+_MAX_SOCKET_PATH: Final = 107 if sys.platform.startswith("linux") else 103
 #: Longest a TCP connect plus TLS handshake may take before the channel's connection fails.
 _CONNECT_TIMEOUT: Final = 30.0
 
@@ -73,6 +77,13 @@ class TlsBridge:
         self._context.set_alpn_protocols(["h2"])  # gRPC servers require it (RFC 7540 §3.3).
         self._directory = tempfile.mkdtemp(prefix="spiffile-grpc-")  # Created 0700.
         self._path = os.path.join(self._directory, "tls.sock")
+        if len(os.fsencode(self._path)) > _MAX_SOCKET_PATH:
+            shutil.rmtree(self._directory, ignore_errors=True)
+            raise ConfigurationError(
+                f"the gRPC bridge socket {self._path!r} is longer than the "
+                f"{_MAX_SOCKET_PATH} bytes a Unix socket path may have: set TMPDIR "
+                "to a shorter directory"
+            )
         self._loop = asyncio.new_event_loop()
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.AbstractServer | None = None

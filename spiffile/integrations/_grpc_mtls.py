@@ -21,6 +21,7 @@ usage tour.  The pieces and who checks what:
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import inspect
 import logging
@@ -390,6 +391,11 @@ class _AioPeerInterceptor(grpc.aio.ServerInterceptor):
                 async for item in result:
                     await context.write(item)
                 return None
+            if handler.response_streaming and result is not None:
+                # A sync generator (grpc.aio runs those itself, but this wrapper is a
+                # coroutine, whose return value it ignores): write what it yields.
+                await _write_sync_stream(peer, result, context)
+                return None
             return result
 
         return rebuild(handler, checked, parse=False)
@@ -397,6 +403,28 @@ class _AioPeerInterceptor(grpc.aio.ServerInterceptor):
 
 def _is_async_generator(function: Callable[..., Any]) -> bool:
     return inspect.isasyncgenfunction(function)
+
+
+_END: Final = object()
+
+
+async def _write_sync_stream(peer: X509Svid | None, responses: Iterable[Any], context: Any) -> None:
+    """Write what a sync response iterator yields, each step in a worker thread.
+
+    A step may block (it is application code written for a thread pool), so
+    it does not run on the event loop; :func:`asyncio.to_thread` copies this
+    task's context, so the handler sees the peer while each step runs.
+    """
+    iterator = iter(responses)
+    token = _PEER.set(peer)
+    try:
+        while True:
+            item = await asyncio.to_thread(next, iterator, _END)
+            if item is _END:
+                return
+            await context.write(item)
+    finally:
+        _PEER.reset(token)
 
 
 def mtls_server_interceptor(

@@ -18,6 +18,7 @@ import logging
 import socket
 import ssl
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -791,3 +792,53 @@ def test_a_retired_authority_is_refused_on_new_and_open_connections(tmp_path: Pa
         assert int(renewed) == leaf_of(root, "orders").serial_number
     for identity in ids.values():
         identity.close()
+
+
+# -- review findings (one test each, named for the finding) ----------------------------------
+
+
+def test_aio_mtls_interceptor_drops_sync_response_streams(world: World) -> None:
+    """A grpc.aio server runs a sync generator handler itself; behind the mutual TLS
+    interceptor its stream came back empty with status OK and the handler never ran."""
+    ran: list[bytes] = []
+
+    def stream(request: bytes, context: Any) -> Iterator[bytes]:
+        for _ in range(3):
+            ran.append(seen())
+            yield seen()
+
+    handlers = grpc.method_handlers_generic_handler(
+        SERVICE, {"Stream": grpc.unary_stream_rpc_method_handler(stream)}
+    )
+
+    async def scenario() -> list[bytes]:
+        billing = world.identities["billing"]
+        server = grpc.aio.server(
+            interceptors=[aio_mtls_server_interceptor(billing, **RULES)],
+            migration_thread_pool=futures.ThreadPoolExecutor(max_workers=2),
+        )
+        server.add_generic_rpc_handlers((handlers,))
+        port = server.add_secure_port("127.0.0.1:0", server_credentials(billing))
+        await server.start()
+        try:
+            address = f"127.0.0.1:{port}"
+            async with aio_secure_channel(world.identities["orders"], address, "billing") as ch:
+                return [item async for item in rpc(ch, "unary_stream", "Stream")(b"x", timeout=20)]
+        finally:
+            await server.stop(None)
+
+    assert asyncio.run(scenario()) == [ORDERS.encode()] * 3
+    assert ran == [ORDERS.encode()] * 3
+
+
+def test_bridge_socket_path_too_long_is_a_configuration_error(
+    world: World, address: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A TMPDIR too long for a Unix socket path made secure_channel fail with a bare
+    OSError ("AF_UNIX path too long"), not a SpiffileError, and left its directory."""
+    deep = tmp_path / ("d" * 100)
+    deep.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))
+    with pytest.raises(ConfigurationError, match="TMPDIR"):
+        secure_channel(world.identities["orders"], address, "billing")
+    assert list(deep.iterdir()) == []
