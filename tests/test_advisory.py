@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -43,6 +44,7 @@ from spiffile.errors import (
     UnknownIdentityError,
 )
 from spiffile.keys import generate_private_key, kid_for, public_jwk
+from spiffile.provision import add_service, init_root, load_identity
 from spiffile.spiffe_id import SpiffeId
 from spiffile.svid import mint, verify
 
@@ -545,3 +547,25 @@ def test_costly_payload_refused_or_parsed_once(forge: Forge, extra: dict[str, An
         check(token, forge.realm.bundle)
     # The explanation is what the one parse read: a refused payload claims nothing.
     assert info.value.subject is None and info.value.kid == forge.realm.kid(ORDERS)
+
+
+def test_verified_token_cache_shares_nested_claims(tmp_path: Path) -> None:
+    """A handler that edited a list or object inside ``caller.claims`` changed what the
+    next request presenting the same token saw (the verified-token cache copied the
+    claims one level deep), e.g. a scope appended by one request reached the next."""
+    root = init_root(tmp_path / "identity", trust_domain="example.org")
+    add_service(root, "orders")
+    add_service(root, "billing")
+    with load_identity(root, "orders") as orders, load_identity(root, "billing") as billing:
+        token = orders.token(
+            audience=str(billing.id), claims={"scope": ["read"], "meta": {"tier": 1}}
+        )
+        first = billing.verify(token)
+        first.claims["scope"].append("admin")
+        first.claims["meta"]["tier"] = 0
+        second = billing.verify(token)  # Served from the cache.
+        second.claims["scope"].append("write")
+        third = billing.verify(token)
+    for caller in (second, third):
+        assert caller.claims["meta"] == {"tier": 1}
+    assert third.claims["scope"] == ["read"]

@@ -7,9 +7,10 @@ bundle empties the cache.
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections import OrderedDict
-from typing import Final
+from typing import Any, Final
 
 from spiffile.bundle import Bundle
 from spiffile.caller import Caller
@@ -32,14 +33,19 @@ class _Verified:
         "id",
         "issued",
         "issuer",
+        "nested",
         "not_before",
         "trust",
     )
 
     def __init__(self, bundle: Bundle, caller: Caller) -> None:
-        # A copy of the claims: a caller that edits its mapping must not
-        # change what the next request sees (each hit hands out a copy too).
+        # A copy of the claims: a caller that edits its mapping, or a list or
+        # object inside it, must not change what the next request sees (each
+        # hit hands out a copy too: a deep one only when a claim is a container).
         claims = dict(caller.claims)
+        self.nested = any(type(value) is dict or type(value) is list for value in claims.values())
+        if self.nested:
+            claims = copy.deepcopy(claims)
         audience = claims.get("aud")
         self.bundle = bundle
         self.id = caller.id
@@ -54,6 +60,10 @@ class _Verified:
         self.issued: int | None = claims.get("iat")
         self.not_before: int | None = claims.get("nbf")
         self.issuer: object = claims.get("iss")
+
+    def copy_claims(self) -> dict[str, Any]:
+        """The claims for one caller: its own copy, down to nested lists and objects."""
+        return copy.deepcopy(self.claims) if self.nested else dict(self.claims)
 
     def still_valid(
         self, audience: str, now: float, leeway: float, max_lifetime: float | None

@@ -430,7 +430,7 @@ class Identity:
                 ):
                     if self._metrics is not NO_METRICS:
                         self._metrics.verification(VERIFIED)
-                    return Caller(entry.id, dict(entry.claims), entry.trust)
+                    return Caller(entry.id, entry.copy_claims(), entry.trust)
         else:
             federated = self._federated
             # (A subclass may set a trust of its own here: spiffe-helper's.)
