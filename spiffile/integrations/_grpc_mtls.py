@@ -488,6 +488,33 @@ def _bridge(
     return TlsBridge(context, target)
 
 
+def _bridged(
+    make: Callable[..., Any],
+    identity_or_source: Identity | X509Source,
+    target: str,
+    allow: authorize.Allow,
+    options: Iterable[tuple[str, Any]],
+    compression: grpc.Compression | None,
+    call_credentials: grpc.CallCredentials | None,
+) -> tuple[Any, TlsBridge]:
+    """A channel made by *make* (sync or asyncio) to a new bridge to *target*, and the bridge."""
+    bridge = _bridge(identity_or_source, target, allow)
+    try:
+        credentials = grpc.local_channel_credentials(grpc.LocalConnectionType.UDS)
+        if call_credentials is not None:
+            credentials = grpc.composite_channel_credentials(credentials, call_credentials)
+        inner = make(
+            bridge.target,
+            credentials,
+            options=_channel_options(target, options),
+            compression=compression,
+        )
+    except BaseException:
+        bridge.close()
+        raise
+    return inner, bridge
+
+
 def _channel_options(target: str, options: Iterable[tuple[str, Any]]) -> list[tuple[str, Any]]:
     given = list(options)
     if not any(name == "grpc.default_authority" for name, _ in given):
@@ -518,20 +545,15 @@ def secure_channel(
     :func:`client_credentials`) are added to every call.  Close the channel
     (or use it as a context manager) to stop its local bridge.
     """
-    bridge = _bridge(identity_or_source, target, allow)
-    try:
-        credentials = grpc.local_channel_credentials(grpc.LocalConnectionType.UDS)
-        if call_credentials is not None:
-            credentials = grpc.composite_channel_credentials(credentials, call_credentials)
-        inner = grpc.secure_channel(
-            bridge.target,
-            credentials,
-            options=_channel_options(target, options),
-            compression=compression,
-        )
-    except BaseException:
-        bridge.close()
-        raise
+    inner, bridge = _bridged(
+        grpc.secure_channel,
+        identity_or_source,
+        target,
+        allow,
+        options,
+        compression,
+        call_credentials,
+    )
     return _BridgedChannel(inner, bridge)
 
 
@@ -545,20 +567,15 @@ def aio_secure_channel(
     call_credentials: grpc.CallCredentials | None = None,
 ) -> grpc.aio.Channel:
     """The same as :func:`secure_channel`, as a :class:`grpc.aio.Channel`."""
-    bridge = _bridge(identity_or_source, target, allow)
-    try:
-        credentials = grpc.local_channel_credentials(grpc.LocalConnectionType.UDS)
-        if call_credentials is not None:
-            credentials = grpc.composite_channel_credentials(credentials, call_credentials)
-        inner = grpc.aio.secure_channel(
-            bridge.target,
-            credentials,
-            options=_channel_options(target, options),
-            compression=compression,
-        )
-    except BaseException:
-        bridge.close()
-        raise
+    inner, bridge = _bridged(
+        grpc.aio.secure_channel,
+        identity_or_source,
+        target,
+        allow,
+        options,
+        compression,
+        call_credentials,
+    )
     return _AioBridgedChannel(inner, bridge)
 
 
