@@ -40,6 +40,7 @@ __all__ = [
     "check_caller",
     "details",
     "explain",
+    "forbid",
     "parse_audience",
     "refuse",
 ]
@@ -226,6 +227,11 @@ def check_caller(caller: Caller, rule: Rule, *, method: str, path: str) -> Calle
     """*caller* if *rule* allows it, else the 403, explained in the log."""
     if rule.allows(caller.id):
         return caller
+    return forbid(caller, rule, method=method, path=path)
+
+
+def forbid(caller: Caller, rule: Rule, *, method: str, path: str) -> Rejection:
+    """The 403 for a verified *caller* that *rule* does not allow, explained in the log."""
     logger.info(
         "spiffile: 403 %s %.200r: not_allowed: caller %s is not allowed by %r (rule %.200r)",
         method,

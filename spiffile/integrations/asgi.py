@@ -53,7 +53,7 @@ from spiffile.integrations._bearer import (
     Rejection,
     admit,
     canonical_bearer,
-    check_caller,
+    forbid,
     parse_audience,
     refuse,
 )
@@ -163,8 +163,10 @@ class SpiffileMiddleware:
             except SpiffileError as exc:
                 result = refuse(exc, method=scope.get("method", "WEBSOCKET"), path=path)
             else:
-                result = check_caller(
-                    caller, rule, method=scope.get("method", "WEBSOCKET"), path=path
+                result = (
+                    caller
+                    if rule.authorizer(caller.id) is True
+                    else forbid(caller, rule, method=scope.get("method", "WEBSOCKET"), path=path)
                 )
         else:
             result = admit(

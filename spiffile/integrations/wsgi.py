@@ -47,7 +47,7 @@ from spiffile.integrations._bearer import (
     Rejection,
     admit,
     canonical_bearer,
-    check_caller,
+    forbid,
     parse_audience,
     refuse,
 )
@@ -101,8 +101,10 @@ class SpiffileMiddleware:
             except SpiffileError as exc:
                 result = refuse(exc, method=environ.get("REQUEST_METHOD", ""), path=path)
             else:
-                result = check_caller(
-                    caller, rule, method=environ.get("REQUEST_METHOD", ""), path=path
+                result = (
+                    caller
+                    if rule.authorizer(caller.id) is True
+                    else forbid(caller, rule, method=environ.get("REQUEST_METHOD", ""), path=path)
                 )
         else:
             result = admit(
