@@ -381,9 +381,16 @@ class _AioPeerInterceptor(grpc.aio.ServerInterceptor):
 
             return rebuild(handler, checked_stream, parse=False)
 
+        # grpc.aio runs a sync handler in a thread; behind this coroutine it would
+        # run on the event loop and stall every other call while it blocks.
+        sync = not (inspect.iscoroutinefunction(run) or inspect.isasyncgenfunction(run))
+
         async def checked(request: Any, context: Any) -> Any:
             peer, parsed = await admit(request, context)
-            result = run_async_with(_PEER, peer, run)(parsed, context)
+            if sync:
+                result = await _in_thread(peer, run, parsed, context)
+            else:
+                result = run_async_with(_PEER, peer, run)(parsed, context)
             if isinstance(result, Awaitable):
                 result = await result
             if handler.response_streaming and hasattr(result, "__aiter__"):
@@ -408,23 +415,28 @@ def _is_async_generator(function: Callable[..., Any]) -> bool:
 _END: Final = object()
 
 
-async def _write_sync_stream(peer: X509Svid | None, responses: Iterable[Any], context: Any) -> None:
-    """Write what a sync response iterator yields, each step in a worker thread.
+async def _in_thread(peer: X509Svid | None, function: Callable[..., Any], *args: Any) -> Any:
+    """``function(*args)`` in a worker thread, seeing *peer* as the call's peer.
 
-    A step may block (it is application code written for a thread pool), so
-    it does not run on the event loop; :func:`asyncio.to_thread` copies this
-    task's context, so the handler sees the peer while each step runs.
+    Sync handler code may block (it is written for a thread pool), so it does
+    not run on the event loop; :func:`asyncio.to_thread` copies this task's
+    context, the peer included.
     """
-    iterator = iter(responses)
     token = _PEER.set(peer)
     try:
-        while True:
-            item = await asyncio.to_thread(next, iterator, _END)
-            if item is _END:
-                return
-            await context.write(item)
+        return await asyncio.to_thread(function, *args)
     finally:
         _PEER.reset(token)
+
+
+async def _write_sync_stream(peer: X509Svid | None, responses: Iterable[Any], context: Any) -> None:
+    """Write what a sync response iterator yields, each step in a worker thread."""
+    iterator = iter(responses)
+    while True:
+        item = await _in_thread(peer, next, iterator, _END)
+        if item is _END:
+            return
+        await context.write(item)
 
 
 def mtls_server_interceptor(

@@ -842,3 +842,36 @@ def test_bridge_socket_path_too_long_is_a_configuration_error(
     with pytest.raises(ConfigurationError, match="TMPDIR"):
         secure_channel(world.identities["orders"], address, "billing")
     assert list(deep.iterdir()) == []
+
+
+def test_aio_mtls_interceptor_runs_sync_handlers_on_the_event_loop(world: World) -> None:
+    """grpc.aio runs a sync handler in a thread; behind the mutual TLS interceptor it ran
+    on the event loop, so one blocking handler stalled every other call of the server."""
+    loop_threads: list[bool] = []
+    loop_thread: list[threading.Thread] = []
+
+    def invoice(request: bytes, context: Any) -> bytes:
+        loop_threads.append(threading.current_thread() is loop_thread[0])
+        return seen()
+
+    handlers = grpc.method_handlers_generic_handler(
+        SERVICE, {"Invoice": grpc.unary_unary_rpc_method_handler(invoice)}
+    )
+
+    async def scenario() -> bytes:
+        loop_thread.append(threading.current_thread())
+        billing = world.identities["billing"]
+        server = grpc.aio.server(interceptors=[aio_mtls_server_interceptor(billing, **RULES)])
+        server.add_generic_rpc_handlers((handlers,))
+        port = server.add_secure_port("127.0.0.1:0", server_credentials(billing))
+        await server.start()
+        try:
+            address = f"127.0.0.1:{port}"
+            async with aio_secure_channel(world.identities["orders"], address, "billing") as ch:
+                answer: bytes = await rpc(ch, "unary_unary", "Invoice")(b"x", timeout=20)
+                return answer
+        finally:
+            await server.stop(None)
+
+    assert asyncio.run(scenario()) == ORDERS.encode()
+    assert loop_threads == [False]
