@@ -38,12 +38,18 @@ from spiffile.provision.x509 import (
     x509_enabled,
 )
 
-__all__ = ["RETRY_FIRST", "RETRY_MAX", "X509Renewer"]
+__all__ = ["LOCK_WAIT", "RETRY_FIRST", "RETRY_MAX", "X509Renewer"]
 
 RETRY_FIRST = 1.0
 """Seconds before the first retry of a failed renewal; also the least spacing of attempts."""
 RETRY_MAX = 60.0
 """Longest wait between retries of a failing renewal."""
+LOCK_WAIT = 1.0
+"""Longest a renewal waits for the root lock another producer holds; then it is retried.
+
+exec's loop forwards nothing to the child's supervisor while a renewal runs:
+waiting the producers' usual 30 s would leave a child's exit unnoticed as long.
+"""
 
 _CA_FILE = "ca.pem"
 
@@ -68,7 +74,8 @@ class X509Renewer:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.root = root
+        # A Root of its own: the same directory, a shorter wait for the lock.
+        self.root = Root(root.path, root.trust_domain, lock_timeout=LOCK_WAIT)
         self.name = name
         self.say = say
         self.clock = clock

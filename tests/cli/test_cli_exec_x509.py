@@ -20,7 +20,7 @@ import pytest
 from cryptography import x509
 
 from spiffile import provision
-from spiffile.cli._renewal import RETRY_FIRST, X509Renewer
+from spiffile.cli._renewal import LOCK_WAIT, RETRY_FIRST, X509Renewer
 from spiffile.provision.root import as_root
 from spiffile.provision.x509 import (
     enable_x509,
@@ -250,3 +250,21 @@ def test_failed_renewals_back_off_on_the_monotonic_clock(tmp_path: Path) -> None
     clocks.mono += RETRY_FIRST
     assert renewer.tick() is False and len(said) == 2
     assert f"retrying in {2 * RETRY_FIRST:g} s" in said[1]
+
+
+def test_renewal_waits_out_another_producers_lock_and_stalls_exec(tmp_path: Path) -> None:
+    """A renewal waited the producers' 30 s for a root lock another producer held, and
+    exec's loop (the child's exit, restarts) stood still meanwhile; it now gives up after
+    LOCK_WAIT and is retried like any failed renewal."""
+    path = tmp_path / "identity"
+    provision.init_root(path, trust_domain=TD)
+    enable_x509(path)
+    provision.add_service(path, "orders")
+    said: list[str] = []
+    renewer = X509Renewer(as_root(path), "orders", said.append, clock=lambda: time.time() + 3000)
+    holder = as_root(path)  # Another producer: its own descriptor, so flock excludes us.
+    with holder.lock():
+        assert renewer.tick() is False
+    assert len(said) == 1
+    assert f"timed out after {LOCK_WAIT:g}s" in said[0]
+    assert f"retrying in {RETRY_FIRST:g} s" in said[0]
