@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # The same names as _LAZY (tests/test_public_api.py holds the
     from spiffile.caller import TrustKind as TrustKind
     from spiffile.changes import Change as Change
     from spiffile.changes import ChangeKind as ChangeKind
+    from spiffile.errors import TLSPeerRejectedError as TLSPeerRejectedError
     from spiffile.identity import Configured as Configured
     from spiffile.identity import Identity as Identity
     from spiffile.identity import IdentityStatus as IdentityStatus
@@ -46,6 +47,7 @@ _LAZY = {
     "TrustKind": "spiffile.caller",
     "Change": "spiffile.changes",
     "ChangeKind": "spiffile.changes",
+    "TLSPeerRejectedError": "spiffile.errors",
     "Configured": "spiffile.identity",
     "Identity": "spiffile.identity",
     "IdentityStatus": "spiffile.identity",

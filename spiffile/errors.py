@@ -12,8 +12,7 @@ as in the standard library.
 
 from __future__ import annotations
 
-import ssl
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 
 __all__ = [
     "AlgorithmError",
@@ -453,31 +452,9 @@ class PeerNotAllowedError(SpiffileError):
     code = "peer_not_allowed"
 
 
-class TLSPeerRejectedError(SpiffileError, ssl.SSLCertVerificationError):
-    """A TLS handshake was refused after it completed: the peer's SVID or ID did not pass.
-
-    Also an :class:`ssl.SSLCertVerificationError` (an ``OSError``), so that
-    socket code, asyncio and HTTP clients treat it as the failed handshake it
-    is and close the connection.  ``reason`` is the :class:`SpiffileError`
-    that says why; ``peer`` the peer's SPIFFE ID when its SVID was valid.
-    """
-
-    code = "tls_peer_rejected"
-
-    def __init__(self, message: str, *, error: SpiffileError, peer: object = None) -> None:
-        super().__init__(message)
-        self.error = error
-        self.peer = peer
-        self.verify_message = message
-
-    def __str__(self) -> str:
-        return str(self.verify_message)
-
-
 __all__ += [
     "InvalidX509SvidError",
     "PeerNotAllowedError",
-    "TLSPeerRejectedError",
     "X509ExpiredError",
     "X509KeyMismatchError",
     "X509KeyUsageError",
@@ -490,3 +467,27 @@ __all__ += [
     "X509UntrustedError",
     "X509UriSanError",
 ]
+
+# TLSPeerRejectedError is also an ssl.SSLCertVerificationError, and importing
+# ssl costs more than the rest of `import spiffile` together (OpenSSL is
+# loaded), which every `spiffile --help` would pay.  So the class lives in
+# spiffile._tls_errors and is looked up here on first use (PEP 562); it is
+# public all the same, at the top level too.
+if TYPE_CHECKING:
+    from spiffile._tls_errors import TLSPeerRejectedError as TLSPeerRejectedError
+
+    __all__ += ["TLSPeerRejectedError"]
+
+#: Error classes defined on first use, and the module each comes from.
+LAZY_ERRORS: Final = {"TLSPeerRejectedError": "spiffile._tls_errors"}
+
+
+def __getattr__(name: str) -> Any:
+    module = LAZY_ERRORS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'spiffile.errors' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
