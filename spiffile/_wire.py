@@ -432,6 +432,17 @@ def _der_integer(value: bytes) -> bytes:
     return value
 
 
+# The DER before r (SEQUENCE header, INTEGER header, a 0x00 when r's high bit
+# is set), by r's and s's high bits; and the DER between r and s, by s's.
+_P256_HEAD: Final = tuple(
+    tuple(
+        bytes((0x30, 68 + r_high + s_high, 0x02, 32 + r_high)) + b"\0" * r_high for s_high in (0, 1)
+    )
+    for r_high in (0, 1)
+)
+_P256_MIDDLE: Final = tuple(bytes((0x02, 32 + s_high)) + b"\0" * s_high for s_high in (0, 1))
+
+
 def raw_to_der(signature: bytes) -> bytes:
     """A JWS ECDSA signature (r||s, two equal halves) as DER; reference ``encode_dss_signature``.
 
@@ -441,6 +452,16 @@ def raw_to_der(signature: bytes) -> bytes:
     size = len(signature)
     if size == 0 or size & 1:
         raise WireError("an ECDSA signature must be r||s of two equal halves")
+    if size == 64 and signature[0] and signature[32]:
+        # P-256 with no leading zero byte in r or s (all but about 1 in 128
+        # signatures): each integer is its 32 bytes, after a 0x00 when its
+        # high bit is set; the headers for the four cases are built once.
+        return (
+            _P256_HEAD[signature[0] >> 7][signature[32] >> 7]
+            + signature[:32]
+            + _P256_MIDDLE[signature[32] >> 7]
+            + signature[32:]
+        )
     half = size // 2
     if half != 32:
         r = int.from_bytes(signature[:half], "big")
