@@ -8,7 +8,9 @@ process would meet it: bundle bytes as a producer writes them
 from __future__ import annotations
 
 import base64
+import gc
 import os
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,9 +27,12 @@ __all__ = [
     "AUDIENCE",
     "SENDER",
     "TRUST_DOMAIN",
+    "FullCollections",
     "KeyPool",
     "bundle_bytes",
     "bundle_document",
+    "bundle_versions",
+    "full_collections",
     "hostile_bundle_bytes",
     "identity_dir",
     "raw_material",
@@ -99,6 +104,67 @@ def bundle_bytes(
 ) -> bytes:
     """The document of :func:`bundle_document` as producers write it (``Bundle.to_json``)."""
     return Bundle.from_document(bundle_document(size, pool, extra=extra)).to_json()
+
+
+def bundle_versions(size: int, pool: KeyPool, count: int) -> list[bytes]:
+    """*count* versions of the *size*-identity bundle, ``spiffe_sequence`` 1 to *count*.
+
+    The decoded fixture (three tracked containers per identity) is garbage
+    once the bytes are written, and it is collected before returning: a
+    reload benchmark that kept it, or the collector's debt from building it,
+    would time a full collection of the fixture (60-130 ms at 100k
+    identities) in whichever thread crossed the collector's threshold, most
+    often the one loading the new bundle.
+    """
+    document = bundle_document(size, pool)
+    versions = [
+        Bundle.from_document({**document, "spiffe_sequence": n}).to_json()
+        for n in range(1, count + 1)
+    ]
+    del document
+    gc.collect()
+    return versions
+
+
+class FullCollections:
+    """Records the full (generation 2) collections that run while it is active.
+
+    A full collection holds the GIL for as long as it walks every tracked
+    object of the process, whatever thread triggered it: a reload benchmark
+    reports them beside its worst wait, so that a wait they explain is told
+    from one the reload causes.
+    """
+
+    def __init__(self) -> None:
+        self.durations: list[float] = []
+        self._started: dict[int, float] = {}
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self._started[threading.get_ident()] = time.perf_counter()
+            return
+        started = self._started.pop(threading.get_ident(), None)
+        if started is not None:
+            self.durations.append(time.perf_counter() - started)
+
+    def __enter__(self) -> FullCollections:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+
+def full_collections(durations: Sequence[float]) -> str:
+    """The note's words for the full collections a reload row saw after the rename."""
+    if not durations:
+        return "no full collection after the rename"
+    return (
+        f"{len(durations)} full collection(s) after the rename, "
+        f"longest {max(durations) * 1e3:.0f} ms"
+    )
 
 
 def hostile_bundle_bytes(size: int, pool: KeyPool, *, in_entries: bool) -> bytes:
