@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, Generic, TypeVar
+from typing import BinaryIO, Final, Generic, TypeVar
 
 from spiffile.errors import SpiffileError
 from spiffile.files import safe as _safe
@@ -77,6 +77,23 @@ def _is_future(stamp: FileStamp, read_ns: int) -> bool:
     comparing the content on every call would read the whole file every time.
     """
     return stamp[_CHANGE_STAMP] > read_ns
+
+
+def _read_capped(handle: BinaryIO, expected: int) -> bytes:
+    """What ``handle.read(MAX_FILE_BYTES + 1)`` returns, asking first for *expected* + 1 bytes.
+
+    *expected* is the size ``fstat`` gave.  One read of the cap would have
+    the interpreter allocate a 128 MiB buffer and fault in its pages for a
+    27 MB bundle (40-65 ms against 3 ms here, in the thread that reloads
+    while verifiers run, PROFILE.md §7.2).  A file that grew since the
+    ``fstat`` fills the first read, and the rest is read up to the cap: the
+    bytes are those of the single read either way.
+    """
+    first = min(max(expected, 0), MAX_FILE_BYTES) + 1
+    raw = handle.read(first)
+    if len(raw) == first and first <= MAX_FILE_BYTES:
+        raw += handle.read(MAX_FILE_BYTES + 1 - first)
+    return raw
 
 
 def give_way() -> None:
@@ -347,9 +364,10 @@ class FileView(Generic[T]):
             return self._value
         try:
             with open(self._path, "rb") as handle:
-                stamp = _stamp(os.fstat(handle.fileno()))
+                st = os.fstat(handle.fileno())
+                stamp = _stamp(st)
                 read_ns = self._wall_ns()
-                raw = handle.read(MAX_FILE_BYTES + 1)
+                raw = _read_capped(handle, st.st_size)
             if len(raw) > MAX_FILE_BYTES:
                 raise OSError(f"larger than {MAX_FILE_BYTES} bytes")
         except OSError as exc:

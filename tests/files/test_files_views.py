@@ -244,6 +244,24 @@ def test_oversize_file_is_not_read(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert not view.status().healthy
 
 
+@pytest.mark.parametrize("size", [0, 1, 9, 10, 11, 25])
+@pytest.mark.parametrize("skew", [-30, -5, -1, 0, 1, 5, 30])
+def test_capped_read_returns_what_one_read_of_the_cap_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int, skew: int
+) -> None:
+    # The size fstat gave may be stale (the file grew or shrank since): the
+    # bytes are those of a single read of the cap whatever it was.
+    from spiffile.files import views as files
+
+    monkeypatch.setattr(files, "MAX_FILE_BYTES", 10)
+    path = tmp_path / "f"
+    path.write_bytes(bytes(range(65, 65 + size)))
+    with open(path, "rb") as handle:
+        expected = handle.read(11)
+    with open(path, "rb") as handle:
+        assert files._read_capped(handle, size + skew) == expected
+
+
 def test_watcher_reloads_without_being_asked(tmp_path: Path) -> None:
     path = tmp_path / "f"
     path.write_bytes(b"v1")
