@@ -24,6 +24,7 @@ from spiffile.errors import (
     UnknownIdentityError,
 )
 from spiffile.files import atomic_write
+from spiffile.identity._verified_cache import _Verified
 from spiffile.keys import generate_private_key, kid_for, private_key_to_pem, public_jwk
 
 TD = "example.org"
@@ -204,3 +205,38 @@ def test_a_reload_drops_the_entries_of_the_old_bundle(realm: Realm) -> None:
     clock.now += 1
     identity.verify(realm.token())
     assert len(cache) == 1
+
+
+@pytest.mark.parametrize("size", [1, 2, 1024])
+def test_the_first_reuse_checks_what_the_entry_was_verified_for(realm: Realm, size: int) -> None:
+    # An entry's check fields are filled in on its first reuse (out of
+    # probation), with or without a protected segment to move it to.
+    clock = Clock()
+    identity = realm.identity(clock, leeway=0, verified_cache_size=size)
+    token = realm.token(ttl=60)
+    identity.verify(token)
+    with pytest.raises(AudienceError):
+        identity.verify(token, audience=f"spiffe://{TD}/reports")
+    clock.now = NOW + 60
+    with pytest.raises(ExpiredTokenError):
+        identity.verify(token)
+    clock.now = NOW + 59
+    for _ in range(3):
+        assert identity.verify(token).claims["exp"] == NOW + 60
+
+
+def test_an_entry_verified_again_while_protected_is_ready_for_the_next_hit(realm: Realm) -> None:
+    clock = Clock()
+    identity = realm.identity(clock)
+    cache = identity._verified
+    assert cache is not None
+    token = realm.token(ttl=60)
+    caller = identity.verify(token)
+    assert cache.get(token) is not None  # Promoted to the protected segment.
+    bundle = identity.bundle
+    cache.add(token, _Verified(bundle, caller))  # As a second thread's full verify would.
+    entry = cache.get(token)
+    assert entry is not None
+    assert entry.still_valid(BILLING, NOW, 0, None)
+    assert not entry.still_valid(BILLING, NOW + 61, 0, None)
+    assert not entry.still_valid(ORDERS, NOW, 0, None)

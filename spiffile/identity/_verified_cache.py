@@ -35,8 +35,15 @@ class _Verified:
         "issuer",
         "nested",
         "not_before",
+        "prepared",
         "trust",
     )
+
+    audiences: tuple[object, ...]
+    expires: int
+    issued: int | None
+    not_before: int | None
+    issuer: object
 
     def __init__(self, bundle: Bundle, caller: Caller) -> None:
         # A copy of the claims: a caller that edits its mapping, or a list or
@@ -53,20 +60,26 @@ class _Verified:
                 claims = copy.deepcopy(claims)
                 break
         self.nested = nested
-        audience = claims.get("aud")
         self.bundle = bundle
         self.id = caller.id
         self.claims = claims
         self.trust = caller.trust
+        # The fields the checks read are filled in by prepare(), on the
+        # entry's first reuse: most tokens entering probation never come back.
+        self.prepared = False
+
+    def prepare(self) -> None:
+        """Fill in what :meth:`still_valid` and the issuer check read; before the first hit."""
+        claims = self.claims
+        audience = claims.get("aud")
         # A tuple: one audience (the profile's), or a SPIFFE token's few.
-        self.audiences: tuple[object, ...] = (
-            (audience,) if type(audience) is str else tuple(audience or ())
-        )
+        self.audiences = (audience,) if type(audience) is str else tuple(audience or ())
         # svid.verify accepted these as NumericDates (integers) or absent.
-        self.expires: int = claims["exp"]
-        self.issued: int | None = claims.get("iat")
-        self.not_before: int | None = claims.get("nbf")
-        self.issuer: object = claims.get("iss")
+        self.expires = claims["exp"]
+        self.issued = claims.get("iat")
+        self.not_before = claims.get("nbf")
+        self.issuer = claims.get("iss")
+        self.prepared = True
 
     def copy_claims(self) -> dict[str, Any]:
         """The claims for one caller: its own copy, down to nested lists and objects."""
@@ -130,6 +143,8 @@ class _VerifiedTokens:
         entry = self._probation.get(token)
         if entry is not None:
             with self._lock:
+                if not entry.prepared:
+                    entry.prepare()
                 if self._probation.pop(token, None) is not None and self._protected_cap:
                     self._protected[token] = entry
                     if len(self._protected) > self._protected_cap:
@@ -147,6 +162,8 @@ class _VerifiedTokens:
                 self._protected.clear()
                 self._bundle = entry.bundle
             if token in self._protected:
+                # Every protected entry is prepared: get() reads it unlocked.
+                entry.prepare()
                 self._protected[token] = entry
                 return
             probation = self._probation
