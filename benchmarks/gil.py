@@ -85,6 +85,8 @@ def threaded(fn: Callable[[], object], total: int, threads: int) -> Callable[[],
 
 #: How long a thread may keep the GIL while another waits, during the probe.
 _PROBE_INTERVAL: Final = 0.2
+#: Wall-clock seconds after which a probe batch beside the spinner stops (scaled to its size).
+_PROBE_CAP: Final = 1.0
 
 
 def probe(fn: Callable[[], object], count: int) -> tuple[float, float]:
@@ -109,10 +111,19 @@ def probe(fn: Callable[[], object], count: int) -> tuple[float, float]:
         started.wait()
         # Runs once the spinner was made to drop the GIL: from here the
         # spinner waits a whole interval before it asks for it again.
+        # A call that releases the GIL may hand the spinner a whole interval
+        # per call, so the batch stops at _PROBE_CAP and the time is scaled to
+        # *count* calls: by then the answer (tens of x) is already plain.
         start = time.perf_counter()
-        for _ in itertools.repeat(None, count):
+        done = 0
+        beside = 0.0
+        while done < count:
             fn()
-        beside = time.perf_counter() - start
+            done += 1
+            beside = time.perf_counter() - start
+            if beside > _PROBE_CAP:
+                break
+        beside = beside * count / done
     finally:
         stop.set()
         spinner.join()
