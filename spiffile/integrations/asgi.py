@@ -47,15 +47,13 @@ from typing import TYPE_CHECKING, Any, Final
 
 from spiffile import authorize
 from spiffile.caller import Caller
-from spiffile.errors import SpiffileError
 from spiffile.integrations._bearer import (
     CALLER_KEY,
     Rejection,
     admit,
+    admit_token,
     canonical_bearer,
-    forbid,
     parse_audience,
-    refuse,
 )
 from spiffile.integrations._rules import Access, Rules
 from spiffile.spiffe_id import SpiffeId
@@ -158,16 +156,14 @@ class SpiffileMiddleware:
         result: Caller | Rejection | None
         if token is not None:
             # The form every client sends, once: what admit() does with it.
-            try:
-                caller = self.identity.verify(token, self.audience)
-            except SpiffileError as exc:
-                result = refuse(exc, method=scope.get("method", "WEBSOCKET"), path=path)
-            else:
-                result = (
-                    caller
-                    if rule.authorizer(caller.id) is True
-                    else forbid(caller, rule, method=scope.get("method", "WEBSOCKET"), path=path)
-                )
+            result = admit_token(
+                self.identity,
+                token,
+                rule,
+                audience=self.audience,
+                method=scope.get("method", "WEBSOCKET"),
+                path=path,
+            )
         else:
             result = admit(
                 self.identity,

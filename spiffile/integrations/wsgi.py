@@ -41,15 +41,13 @@ from typing import TYPE_CHECKING, Any
 
 from spiffile import authorize
 from spiffile.caller import Caller
-from spiffile.errors import SpiffileError
 from spiffile.integrations._bearer import (
     CALLER_KEY,
     Rejection,
     admit,
+    admit_token,
     canonical_bearer,
-    forbid,
     parse_audience,
-    refuse,
 )
 from spiffile.integrations._rules import Access, Rules
 from spiffile.spiffe_id import SpiffeId
@@ -96,16 +94,14 @@ class SpiffileMiddleware:
         result: Caller | Rejection | None
         if token is not None and rule.access is not Access.EXEMPT:
             # The form every client sends: what admit() does with it.
-            try:
-                caller = self.identity.verify(token, self.audience)
-            except SpiffileError as exc:
-                result = refuse(exc, method=environ.get("REQUEST_METHOD", ""), path=path)
-            else:
-                result = (
-                    caller
-                    if rule.authorizer(caller.id) is True
-                    else forbid(caller, rule, method=environ.get("REQUEST_METHOD", ""), path=path)
-                )
+            result = admit_token(
+                self.identity,
+                token,
+                rule,
+                audience=self.audience,
+                method=environ.get("REQUEST_METHOD", ""),
+                path=path,
+            )
         else:
             result = admit(
                 self.identity,
